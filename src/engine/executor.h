@@ -1,0 +1,83 @@
+// The executor: plans a graph for concrete input shapes, then runs forward and backward.
+//
+//   engine::PlanOptions opts;
+//   opts.input_shapes = {{"input", {1, 3, 192, 192}}};
+//   opts.keep = {"layer4_out"};                 // readable after forward
+//   opts.backward_from = {"logits"};             // outputs backward may start from
+//   opts.backward_to = {"layer4_out"};           // tensors backward must reach
+//   engine::Executor ex(graph, opts);
+//   ex.set_input("input", image);
+//   ex.forward();
+//   Tensor logits = ex.get("logits");
+//   Tensor seed = Tensor::zeros(DType::f32, {1, 7});  seed.data<float>()[4] = 1;
+//   auto grads = ex.backward("logits", seed, {"layer4_out"});   // d logit_4 / d layer4_out
+//
+// Planning folds everything computable before running (weights-only subgraphs, Shape chains),
+// fuses activations into the convolutions before them, picks channels-last layouts for
+// convolution chains, and lays out activations in one arena, reusing a buffer once its last
+// reader has run. Tensors in keep, the outputs, and everything backward needs are pinned.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/graph.h"
+
+namespace dermal::engine {
+
+struct PlanOptions {
+  std::map<std::string, Shape> input_shapes;  // every non-constant graph input; all dims concrete
+  // Integer inputs given by value (shape arguments): they are folded like constants.
+  std::map<std::string, Tensor> input_values;
+  std::vector<std::string> keep;
+  std::vector<std::string> backward_from;
+  std::vector<std::string> backward_to;
+  DType compute = DType::f32;  // f64 runs the plain reference kernels (gradient checks)
+  bool fuse = true;            // activation fusion and channels-last layouts (f32 only)
+};
+
+struct PlanStats {
+  size_t arena_bytes = 0;           // planned peak activation memory
+  size_t largest_live_bytes = 0;    // lower bound: the largest set of tensors alive at once
+  size_t all_activation_bytes = 0;  // what a planner without reuse would need
+  int steps = 0;                    // kernels run per forward
+  int folded_nodes = 0;             // nodes computed at plan time
+  int fused_activations = 0;
+  int layout_reorders = 0;
+};
+
+// Per-tensor result of shape inference over a planned graph.
+struct TensorPlanInfo {
+  std::string name;
+  TensorInfo info;
+  bool known = false;  // folded at plan time
+};
+
+class Executor {
+ public:
+  Executor(std::shared_ptr<const Graph> graph, PlanOptions options);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  void set_input(const std::string& name, const Tensor& value);  // any layout; copied in
+  void forward();
+  // An output, a kept tensor or a folded constant, as an owning plain copy.
+  Tensor get(const std::string& name) const;
+  // Gradients of sum(seed * from) with respect to each tensor in `to` (plain, owning). Runs only
+  // the ops between them. `from` must be in backward_from and `to` in backward_to.
+  std::vector<Tensor> backward(const std::string& from, const Tensor& seed, const std::vector<std::string>& to);
+
+  const PlanStats& stats() const;
+  const TensorInfo& info(const std::string& name) const;  // shape of any planned tensor
+  std::vector<TensorPlanInfo> tensor_infos() const;       // every tensor, in graph order
+  const Graph& graph() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dermal::engine

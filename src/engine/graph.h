@@ -1,0 +1,67 @@
+// The graph IR: named tensors, nodes in topological order, constant tensors (weights).
+// Importers (ONNX, Keras) build it; passes (BatchNorm folding) rewrite it; the executor plans
+// and runs it. Nothing here knows about files.
+//
+//   Graph g;
+//   g.inputs.push_back({"x", DType::f32, {-1, 3, 8, 8}});   // -1: dynamic (batch)
+//   g.constants["w"] = weights;
+//   g.add_node("Conv", "conv1", {"x", "w"}, {"y"}, attrs, /*opset=*/13);
+//   g.outputs.push_back({"y", DType::f32, {}});
+//   g.finalize();   // sorts, checks every tensor has exactly one producer
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/op.h"
+
+namespace dermal::engine {
+
+struct ValueInfo {
+  std::string name;
+  DType dtype = DType::f32;
+  Shape shape;  // -1 for a dynamic dimension; empty if unknown (outputs)
+};
+
+struct Node {
+  std::string name;
+  std::string type;
+  int opset = 13;
+  std::vector<std::string> inputs;   // "" marks an absent optional input
+  std::vector<std::string> outputs;  // "" marks an unused optional output
+  std::shared_ptr<const Op> op;
+};
+
+class Graph {
+ public:
+  std::string name;
+  std::vector<ValueInfo> inputs;
+  std::vector<ValueInfo> outputs;
+  std::map<std::string, Tensor> constants;
+  std::vector<Node> nodes;  // topologically sorted after finalize()
+
+  // Parses attrs into an op now, so unsupported ops and attributes fail at load.
+  Node& add_node(const std::string& type, const std::string& name, std::vector<std::string> inputs,
+                 std::vector<std::string> outputs, const Attributes& attrs, int opset);
+  // Sorts nodes topologically, checks that every tensor is defined once and used tensors exist.
+  void finalize();
+
+  bool is_constant(const std::string& tensor) const { return constants.count(tensor) != 0; }
+  bool is_input(const std::string& tensor) const;
+  bool is_output(const std::string& tensor) const;
+  const Node* producer(const std::string& tensor) const;         // nullptr for inputs/constants
+  std::vector<const Node*> consumers(const std::string& tensor) const;
+  // Number of parameters and bytes held in constants.
+  int64_t parameter_count() const;
+  size_t weight_bytes() const;
+};
+
+// Folds each BatchNormalization that directly follows a Conv with constant weights into that
+// Conv (the conv's output had no other consumer and is not a graph output). Returns the count.
+int fold_batchnorm_into_conv(Graph& graph);
+// Removes Identity, and Dropout in inference mode, renaming their consumers' inputs.
+int remove_identities(Graph& graph);
+
+}  // namespace dermal::engine

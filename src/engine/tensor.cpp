@@ -1,0 +1,222 @@
+#include "engine/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace dermal::engine {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i64: return 8;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i64: return "int64";
+  }
+  return "?";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+void check_dtype(const Tensor& t, DType expected) {
+  if (!t.defined() || t.dtype() != expected)
+    throw Error(ErrorKind::internal, std::string("tensor of dtype ") +
+                                         (t.defined() ? dtype_name(t.dtype()) : "undefined") +
+                                         " accessed as " + dtype_name(expected));
+}
+
+Tensor Tensor::zeros(DType dtype, Shape shape, Layout layout) {
+  for (int64_t d : shape)
+    if (d < 0) throw Error(ErrorKind::invalid_input, "negative dimension in shape " + shape_str(shape));
+  if (layout == Layout::nhwc && shape.size() != 4)
+    throw Error(ErrorKind::internal, "nhwc layout needs a rank-4 shape, got " + shape_str(shape));
+  Tensor t;
+  t.defined_ = true;
+  t.dtype_ = dtype;
+  t.layout_ = layout;
+  t.shape_ = std::move(shape);
+  // 64-byte alignment suits AVX-512 loads; at least one byte so data() is never null.
+  size_t bytes = (std::max<size_t>(t.bytes(), 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw Error(ErrorKind::invalid_input, "out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, bytes);
+  t.owner_ = std::shared_ptr<void>(p, std::free);
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, void* data, Layout layout) {
+  Tensor t;
+  t.defined_ = true;
+  t.dtype_ = dtype;
+  t.layout_ = layout;
+  t.shape_ = std::move(shape);
+  t.data_ = data;
+  return t;
+}
+
+Tensor Tensor::scalar(float v) { return from_floats({}, {v}); }
+
+Tensor Tensor::from_floats(const Shape& shape, const std::vector<float>& values) {
+  Tensor t = zeros(DType::f32, shape);
+  if (static_cast<int64_t>(values.size()) != t.numel())
+    throw Error(ErrorKind::internal, "from_floats: value count does not match shape " + shape_str(shape));
+  std::memcpy(t.data_, values.data(), t.bytes());
+  return t;
+}
+
+Tensor Tensor::from_doubles(const Shape& shape, const std::vector<double>& values) {
+  Tensor t = zeros(DType::f64, shape);
+  if (static_cast<int64_t>(values.size()) != t.numel())
+    throw Error(ErrorKind::internal, "from_doubles: value count does not match shape " + shape_str(shape));
+  std::memcpy(t.data_, values.data(), t.bytes());
+  return t;
+}
+
+Tensor Tensor::from_ints(const Shape& shape, const std::vector<int64_t>& values) {
+  Tensor t = zeros(DType::i64, shape);
+  if (static_cast<int64_t>(values.size()) != t.numel())
+    throw Error(ErrorKind::internal, "from_ints: value count does not match shape " + shape_str(shape));
+  std::memcpy(t.data_, values.data(), t.bytes());
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  int r = rank();
+  if (i < 0) i += r;
+  if (i < 0 || i >= r) throw Error(ErrorKind::internal, "dim index out of range for shape " + shape_str(shape_));
+  return shape_[i];
+}
+
+std::vector<int64_t> Tensor::strides() const {
+  std::vector<int64_t> st(shape_.size(), 1);
+  if (layout_ == Layout::nhwc) {
+    // physical order N,H,W,C
+    int64_t C = shape_[1], H = shape_[2], W = shape_[3];
+    st[1] = 1;
+    st[3] = C;
+    st[2] = C * W;
+    st[0] = C * W * H;
+    return st;
+  }
+  for (int i = static_cast<int>(shape_.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * shape_[i + 1];
+  return st;
+}
+
+namespace {
+
+// Copies between layouts of the same logical tensor (plain <-> nhwc).
+template <class T>
+void copy_strided(const Tensor& src, const Tensor& dst) {
+  const T* s = static_cast<const T*>(src.raw());
+  T* d = static_cast<T*>(dst.raw());
+  if (src.layout() == dst.layout()) {
+    std::memcpy(d, s, src.bytes());
+    return;
+  }
+  const Shape& sh = src.shape();
+  auto ss = src.strides(), ds = dst.strides();
+  for (int64_t n = 0; n < sh[0]; ++n)
+    for (int64_t c = 0; c < sh[1]; ++c)
+      for (int64_t h = 0; h < sh[2]; ++h)
+        for (int64_t w = 0; w < sh[3]; ++w)
+          d[n * ds[0] + c * ds[1] + h * ds[2] + w * ds[3]] = s[n * ss[0] + c * ss[1] + h * ss[2] + w * ss[3]];
+}
+
+}  // namespace
+
+void Tensor::copy_from(const Tensor& src) const {
+  if (src.dtype() != dtype_ || src.shape() != shape_)
+    throw Error(ErrorKind::internal, "copy_from: " + std::string(dtype_name(src.dtype())) + shape_str(src.shape()) +
+                                         " into " + dtype_name(dtype_) + shape_str(shape_));
+  if (dtype_ == DType::f32) copy_strided<float>(src, *this);
+  else copy_strided<int64_t>(src, *this);  // f64 and i64 are both 8 bytes: a bit copy is exact
+}
+
+void Tensor::fill_zero() const {
+  if (data_) std::memset(data_, 0, bytes());
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = zeros(dtype_, shape_, layout_);
+  if (bytes()) std::memcpy(t.data_, data_, bytes());
+  return t;
+}
+
+Tensor Tensor::to_layout(Layout layout) const {
+  if (layout == layout_) return *this;
+  Tensor t = zeros(dtype_, shape_, layout);
+  t.copy_from(*this);
+  return t;
+}
+
+std::vector<double> Tensor::to_doubles() const {
+  Tensor p = to_layout(Layout::plain);
+  std::vector<double> out(static_cast<size_t>(numel()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    switch (dtype_) {
+      case DType::f32: out[i] = static_cast<const float*>(p.data_)[i]; break;
+      case DType::f64: out[i] = static_cast<const double*>(p.data_)[i]; break;
+      case DType::i64: out[i] = static_cast<double>(static_cast<const int64_t*>(p.data_)[i]); break;
+    }
+  }
+  return out;
+}
+
+std::vector<int64_t> Tensor::to_ints() const {
+  if (dtype_ == DType::i64) {
+    Tensor p = to_layout(Layout::plain);
+    const int64_t* d = static_cast<const int64_t*>(p.data_);
+    return std::vector<int64_t>(d, d + numel());
+  }
+  std::vector<int64_t> out;
+  for (double v : to_doubles()) out.push_back(static_cast<int64_t>(v));
+  return out;
+}
+
+Tensor Tensor::to_dtype(DType dtype) const {
+  Tensor p = to_layout(Layout::plain);
+  if (dtype == dtype_) return p.clone();
+  Tensor t = zeros(dtype, shape_);
+  if (dtype_ == DType::i64 && dtype != DType::i64) {
+    const int64_t* s = static_cast<const int64_t*>(p.data_);
+    for (int64_t i = 0; i < numel(); ++i) {
+      if (dtype == DType::f32) static_cast<float*>(t.data_)[i] = static_cast<float>(s[i]);
+      else static_cast<double*>(t.data_)[i] = static_cast<double>(s[i]);
+    }
+    return t;
+  }
+  std::vector<double> v = p.to_doubles();
+  for (size_t i = 0; i < v.size(); ++i) {
+    switch (dtype) {
+      case DType::f32: static_cast<float*>(t.data_)[i] = static_cast<float>(v[i]); break;
+      case DType::f64: static_cast<double*>(t.data_)[i] = v[i]; break;
+      case DType::i64: static_cast<int64_t*>(t.data_)[i] = static_cast<int64_t>(v[i]); break;
+    }
+  }
+  return t;
+}
+
+}  // namespace dermal::engine
