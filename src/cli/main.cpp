@@ -1,1 +1,39 @@
-int main() { return 0; }
+// dermal: skin-lesion classification with Grad-CAM explanations.
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "engine/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Dermal: skin-lesion classification with Grad-CAM explanations (not a medical device)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "dermal 0.1.0");
+  std::map<CLI::App*, dermal::cli::Command> commands;
+  auto add = [&](dermal::cli::Command (*adder)(CLI::App&), const char* name, const char* help) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    commands[sub] = adder(*sub);
+  };
+  add(dermal::cli::add_inspect, "inspect", "Show a model's inputs, outputs, layers, shapes and memory plan");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const dermal::Error& e) {
+    std::fprintf(stderr, "dermal: %s\n", e.what());
+    switch (e.kind()) {
+      case dermal::ErrorKind::invalid_input: return 2;
+      case dermal::ErrorKind::invalid_model:
+      case dermal::ErrorKind::unsupported: return 3;
+      case dermal::ErrorKind::internal: return 70;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dermal: unexpected error: %s\n", e.what());
+    return 70;
+  }
+  return 1;
+}

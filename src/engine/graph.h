@@ -31,6 +31,7 @@ struct Node {
   int opset = 13;
   std::vector<std::string> inputs;   // "" marks an absent optional input
   std::vector<std::string> outputs;  // "" marks an unused optional output
+  Attributes attrs;  // as read from the file (for passes and inspection)
   std::shared_ptr<const Op> op;
 };
 

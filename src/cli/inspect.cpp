@@ -1,0 +1,103 @@
+// dermal inspect MODEL: what a model takes and gives, every node with its output shapes, the
+// parameter count, weight bytes and the planned peak activation memory for one image.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "engine/executor.h"
+#include "formats/model_loader.h"
+
+namespace dermal::cli {
+
+namespace {
+
+struct InspectOptions {
+  std::string model;
+  int batch = 1;
+  bool json = false;
+};
+
+std::string mib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+int run_inspect(const InspectOptions& o) {
+  formats::LoadedModel m = formats::load_model(o.model);
+  const engine::Graph& g = *m.graph;
+  engine::PlanOptions plan;
+  for (const auto& in : g.inputs) {
+    engine::Shape s = in.shape;
+    for (size_t d = 0; d < s.size(); ++d)
+      if (s[d] < 0) {
+        if (d != 0) throw Error(ErrorKind::unsupported, "input '" + in.name + "' has a dynamic dimension other than the batch");
+        s[d] = o.batch;
+      }
+    plan.input_shapes[in.name] = s;
+  }
+  engine::Executor ex(m.graph, plan);
+  const auto& st = ex.stats();
+  nlohmann::json j;
+  j["model"] = o.model;
+  j["format"] = m.format;
+  j["producer"] = m.producer;
+  j["opset"] = m.opset;
+  for (const auto& in : g.inputs)
+    j["inputs"].push_back({{"name", in.name}, {"dtype", engine::dtype_name(in.dtype)}, {"shape", in.shape}});
+  for (const auto& out : g.outputs)
+    j["outputs"].push_back({{"name", out.name}, {"shape", ex.info(out.name).shape}});
+  for (const auto& n : g.nodes) {
+    nlohmann::json node{{"name", n.name}, {"op", n.type}};
+    for (const auto& out : n.outputs)
+      if (!out.empty()) node["outputs"].push_back({{"name", out}, {"shape", ex.info(out).shape}});
+    j["nodes"].push_back(node);
+  }
+  j["parameters"] = g.parameter_count();
+  j["weight_bytes"] = g.weight_bytes();
+  j["batch"] = o.batch;
+  j["plan"] = {{"peak_activation_bytes", st.arena_bytes},
+               {"largest_live_bytes", st.largest_live_bytes},
+               {"all_activation_bytes", st.all_activation_bytes},
+               {"kernels", st.steps},
+               {"folded_nodes", st.folded_nodes},
+               {"fused_activations", st.fused_activations},
+               {"folded_batchnorms", m.folded_batchnorms},
+               {"layout_reorders", st.layout_reorders}};
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model     %s (%s, %s, opset %d)\n", o.model.c_str(), m.format.c_str(), m.producer.c_str(), m.opset);
+  for (const auto& in : g.inputs)
+    std::printf("input     %-24s %s %s\n", in.name.c_str(), engine::dtype_name(in.dtype), engine::shape_str(in.shape).c_str());
+  for (const auto& out : g.outputs)
+    std::printf("output    %-24s %s\n", out.name.c_str(), engine::shape_str(ex.info(out.name).shape).c_str());
+  std::printf("\n%-4s %-36s %-20s %s\n", "#", "node", "op", "output shapes");
+  int i = 0;
+  for (const auto& n : g.nodes) {
+    std::string shapes;
+    for (const auto& out : n.outputs)
+      if (!out.empty()) shapes += (shapes.empty() ? "" : " ") + engine::shape_str(ex.info(out).shape);
+    std::printf("%-4d %-36s %-20s %s\n", i++, n.name.c_str(), n.type.c_str(), shapes.c_str());
+  }
+  std::printf("\nparameters               %lld\n", static_cast<long long>(g.parameter_count()));
+  std::printf("weight bytes             %zu (%s)\n", g.weight_bytes(), mib(g.weight_bytes()).c_str());
+  std::printf("peak activation bytes    %zu (%s) for batch %d; largest live set %s; without reuse %s\n", st.arena_bytes,
+              mib(st.arena_bytes).c_str(), o.batch, mib(st.largest_live_bytes).c_str(), mib(st.all_activation_bytes).c_str());
+  std::printf("kernels                  %d (%d activations fused, %d BatchNorms folded, %d nodes folded, %d layout reorders)\n",
+              st.steps, st.fused_activations, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
+  return 0;
+}
+
+}  // namespace
+
+Command add_inspect(CLI::App& app) {
+  auto o = std::make_shared<InspectOptions>();
+  app.add_option("model", o->model, "Model file (.onnx)")->required();
+  app.add_option("--batch", o->batch, "Batch size to plan for")->check(CLI::Range(1, 1024));
+  app.add_flag("--json", o->json, "Print JSON");
+  return [o] { return run_inspect(*o); };
+}
+
+}  // namespace dermal::cli

@@ -1,0 +1,517 @@
+#include "engine/executor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "engine/planner.h"
+
+namespace dermal::engine {
+
+namespace {
+
+// A tensor of the plan: a graph tensor, or a layout-converted copy of one.
+struct Slot {
+  std::string name;
+  TensorInfo info;
+  Layout layout = Layout::plain;
+  Tensor known;             // defined when its value is known at plan time
+  bool internal = false;    // a layout copy, not a graph tensor
+  bool is_input = false;
+  int producer = -1;        // step index; -1 for inputs
+  int last_reader = -1;
+  bool pinned = false;
+  Tensor view;              // in the arena, once planned
+};
+
+struct Step {
+  std::string label;
+  std::shared_ptr<const Op> op;  // null for layout conversions
+  std::unique_ptr<Kernel> kernel;
+  std::vector<int> in, out;      // slot ids; -1 for an absent optional input
+};
+
+// Copies a tensor into another layout; its gradient is the same copy backwards.
+class LayoutKernel : public Kernel {
+ public:
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override { out[0].copy_from(in[0]); }
+  void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>& d_out,
+                const std::vector<Tensor>& d_in) override {
+    if (!d_in[0].defined()) return;
+    if (d_out[0].defined()) d_in[0].copy_from(d_out[0]);
+    else d_in[0].fill_zero();
+  }
+};
+
+bool is_float(DType t) { return t == DType::f32 || t == DType::f64; }
+
+void accumulate(const Tensor& into, const Tensor& add) {
+  DERMAL_ASSERT(into.layout() == add.layout() && into.numel() == add.numel());
+  if (into.dtype() == DType::f32) {
+    float* a = into.data<float>();
+    const float* b = add.data<float>();
+    for (int64_t i = 0; i < into.numel(); ++i) a[i] += b[i];
+  } else {
+    double* a = into.data<double>();
+    const double* b = add.data<double>();
+    for (int64_t i = 0; i < into.numel(); ++i) a[i] += b[i];
+  }
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  std::shared_ptr<const Graph> graph;
+  PlanOptions opts;
+  std::vector<Slot> slots;
+  std::map<std::string, int> slot_of;
+  std::vector<Step> steps;
+  PlanStats stats;
+  std::shared_ptr<void> arena;
+  std::set<int> inputs_set;
+  bool forward_done = false;
+
+  int add_slot(Slot s) {
+    slots.push_back(std::move(s));
+    int id = static_cast<int>(slots.size()) - 1;
+    if (!slots.back().internal) slot_of[slots.back().name] = id;
+    return id;
+  }
+
+  int find(const std::string& name, const char* what) const {
+    auto it = slot_of.find(name);
+    if (it == slot_of.end()) throw Error(ErrorKind::invalid_input, std::string(what) + ": no tensor named '" + name + "'");
+    return it->second;
+  }
+
+  DType data_dtype(DType t) const { return is_float(t) ? opts.compute : t; }
+
+  void plan();
+  void add_inputs_and_constants();
+  void fold_or_schedule(std::vector<const Node*>& runtime);
+  std::map<const Node*, const Node*> choose_fusions(const std::vector<const Node*>& runtime);
+  void build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, const Node*>& fused);
+  int converted(int slot, Layout layout, std::map<std::pair<int, Layout>, int>& cache);
+  void pin_backward_region();
+  void allocate();
+  std::vector<bool> region(const std::vector<int>& from, const std::vector<int>& to, std::vector<bool>* reaches_to) const;
+  Tensor tensor_of(int slot) const { return slots[slot].known.defined() ? slots[slot].known : slots[slot].view; }
+};
+
+void Executor::Impl::add_inputs_and_constants() {
+  for (const auto& [name, t] : graph->constants) {
+    Slot s;
+    s.name = name;
+    s.known = is_float(t.dtype()) && t.dtype() != opts.compute ? t.to_dtype(opts.compute) : t;
+    s.info = {s.known.dtype(), s.known.shape()};
+    add_slot(std::move(s));
+  }
+  for (const auto& in : graph->inputs) {
+    if (slot_of.count(in.name)) continue;  // an input with an initializer: the constant wins
+    Slot s;
+    s.name = in.name;
+    s.is_input = true;
+    if (auto v = opts.input_values.find(in.name); v != opts.input_values.end()) {
+      s.known = v->second;
+      s.info = {v->second.dtype(), v->second.shape()};
+      add_slot(std::move(s));
+      continue;
+    }
+    auto shape = opts.input_shapes.find(in.name);
+    if (shape == opts.input_shapes.end())
+      throw Error(ErrorKind::invalid_input, "no shape given for graph input '" + in.name + "'");
+    const Shape& given = shape->second;
+    bool matches = in.shape.empty() || in.shape.size() == given.size();
+    for (size_t d = 0; matches && d < in.shape.size(); ++d) matches = in.shape[d] < 0 || in.shape[d] == given[d];
+    for (int64_t d : given) matches = matches && d >= 0;
+    if (!matches)
+      throw Error(ErrorKind::invalid_input, "input '" + in.name + "' expects shape " + shape_str(in.shape) + ", got " +
+                                                shape_str(given));
+    s.info = {data_dtype(in.dtype), given};
+    add_slot(std::move(s));
+  }
+}
+
+// Nodes whose inputs are all known run now (folding); the rest are scheduled.
+void Executor::Impl::fold_or_schedule(std::vector<const Node*>& runtime) {
+  for (const Node& node : graph->nodes) {
+    std::vector<TensorInfo> infos;
+    std::vector<const Tensor*> known;
+    std::vector<Tensor> values;
+    bool all_known = true;
+    for (const auto& name : node.inputs) {
+      if (name.empty()) {
+        infos.emplace_back();
+        known.push_back(nullptr);
+        values.emplace_back();
+        continue;
+      }
+      const Slot& s = slots[find(name, node.name.c_str())];
+      infos.push_back(s.info);
+      known.push_back(s.known.defined() ? &s.known : nullptr);
+      values.push_back(s.known);
+      all_known = all_known && s.known.defined();
+    }
+    std::vector<TensorInfo> out_infos = node.op->infer(infos, known);
+    if (out_infos.size() < node.outputs.size())
+      node.op->context().fail(ErrorKind::invalid_model, "has more outputs than the op produces");
+    std::vector<Tensor> folded;
+    if (auto from_shapes = node.op->fold_from_shapes(infos)) {
+      folded = *from_shapes;
+    } else if (all_known) {
+      KernelConfig cfg;
+      cfg.compute = opts.compute;
+      for (auto& i : infos)
+        if (i.dtype == DType::f32 || i.dtype == DType::f64) cfg.compute = i.dtype;
+      cfg.inputs = infos;
+      cfg.known = known;
+      for (const auto& v : values) cfg.present.push_back(v.defined());
+      cfg.input_layouts.assign(infos.size(), Layout::plain);
+      cfg.outputs = out_infos;
+      cfg.output_layouts.assign(out_infos.size(), Layout::plain);
+      auto kernel = node.op->make_kernel(cfg);
+      for (const auto& o : out_infos) folded.push_back(Tensor::zeros(o.dtype, o.shape));
+      kernel->forward(values, folded);
+    }
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (node.outputs[k].empty()) continue;
+      Slot s;
+      s.name = node.outputs[k];
+      s.info = out_infos[k];
+      if (!folded.empty()) {
+        s.known = folded[k];
+        s.info = {folded[k].dtype(), folded[k].shape()};
+      }
+      add_slot(std::move(s));
+    }
+    if (folded.empty()) runtime.push_back(&node);
+    else ++stats.folded_nodes;
+  }
+}
+
+// An activation that alone reads a convolution's output rides on that convolution.
+std::map<const Node*, const Node*> Executor::Impl::choose_fusions(const std::vector<const Node*>& runtime) {
+  std::map<const Node*, const Node*> fused;  // producer -> activation
+  if (!opts.fuse || opts.compute != DType::f32) return fused;
+  std::set<std::string> must_stay(opts.keep.begin(), opts.keep.end());
+  must_stay.insert(opts.backward_to.begin(), opts.backward_to.end());
+  must_stay.insert(opts.backward_from.begin(), opts.backward_from.end());
+  for (const auto& o : graph->outputs) must_stay.insert(o.name);
+  for (const Node* n : runtime) {
+    if (!n->op->accepts_post_eltwise() || n->outputs.empty() || must_stay.count(n->outputs[0])) continue;
+    auto readers = graph->consumers(n->outputs[0]);
+    if (readers.size() != 1 || readers[0]->inputs.empty() || readers[0]->inputs[0] != n->outputs[0]) continue;
+    std::vector<const Tensor*> known;
+    for (const auto& name : readers[0]->inputs) {
+      const Tensor* k = nullptr;
+      if (!name.empty() && slots[find(name, "fusion")].known.defined()) k = &slots[find(name, "fusion")].known;
+      known.push_back(k);
+    }
+    if (readers[0]->op->as_eltwise(known)) fused[n] = readers[0];
+  }
+  return fused;
+}
+
+int Executor::Impl::converted(int slot, Layout layout, std::map<std::pair<int, Layout>, int>& cache) {
+  auto key = std::make_pair(slot, layout);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  Slot s;
+  s.name = slots[slot].name + (layout == Layout::nhwc ? "#nhwc" : "#plain");
+  s.info = slots[slot].info;
+  s.layout = layout;
+  s.internal = true;
+  int id = add_slot(std::move(s));
+  Step step;
+  step.label = slots[id].name;
+  step.kernel = std::make_unique<LayoutKernel>();
+  step.in = {slot};
+  step.out = {id};
+  slots[id].producer = static_cast<int>(steps.size());
+  steps.push_back(std::move(step));
+  ++stats.layout_reorders;
+  cache[key] = id;
+  return id;
+}
+
+void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, const Node*>& fused) {
+  std::set<const Node*> absorbed;
+  for (const auto& [conv, act] : fused) absorbed.insert(act);
+  std::map<std::pair<int, Layout>, int> conversions;
+  const bool layouts = opts.fuse && opts.compute == DType::f32;
+  for (const Node* n : runtime) {
+    if (absorbed.count(n)) continue;
+    const Node* act = fused.count(n) ? fused.at(n) : nullptr;
+    KernelConfig cfg;
+    cfg.compute = opts.compute;
+    Step step;
+    step.op = n->op;
+    step.label = act ? n->name + "+" + act->name : n->name;
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      if (n->inputs[i].empty()) {
+        step.in.push_back(-1);
+        cfg.inputs.emplace_back();
+        cfg.present.push_back(false);
+        cfg.known.push_back(nullptr);
+        cfg.input_layouts.push_back(Layout::plain);
+        continue;
+      }
+      int id = find(n->inputs[i], n->name.c_str());
+      if (!slots[id].known.defined() && layouts) {
+        bool rank4 = slots[id].info.shape.size() == 4;
+        if (slots[id].layout == Layout::nhwc && !n->op->accepts_nhwc(i)) id = converted(id, Layout::plain, conversions);
+        else if (slots[id].layout == Layout::plain && rank4 && i == 0 && n->op->wants_nhwc())
+          id = converted(id, Layout::nhwc, conversions);
+      }
+      step.in.push_back(id);
+      cfg.inputs.push_back(slots[id].info);
+      cfg.present.push_back(true);
+      cfg.known.push_back(slots[id].known.defined() ? &slots[id].known : nullptr);
+      cfg.input_layouts.push_back(slots[id].known.defined() ? Layout::plain : slots[id].layout);
+    }
+    const Node* last = act ? act : n;
+    for (const auto& name : n->outputs) cfg.outputs.push_back(name.empty() ? TensorInfo{} : slots[find(name, "plan")].info);
+    cfg.output_layouts.assign(cfg.outputs.size(), Layout::plain);
+    if (act) {
+      std::vector<const Tensor*> known;
+      for (const auto& name : act->inputs)
+        known.push_back(!name.empty() && slots[find(name, "plan")].known.defined() ? &slots[find(name, "plan")].known : nullptr);
+      cfg.post_eltwise = act->op->as_eltwise(known);
+      ++stats.fused_activations;
+    }
+    step.kernel = n->op->make_kernel(cfg);
+    const int index = static_cast<int>(steps.size());
+    for (size_t k = 0; k < last->outputs.size(); ++k) {
+      std::string name = last->outputs[k];
+      int id;
+      if (name.empty()) {  // an optional output nobody reads still needs somewhere to go
+        Slot s;
+        s.name = step.label + "#unused" + std::to_string(k);
+        s.info = k < cfg.outputs.size() ? cfg.outputs[k] : TensorInfo{};
+        s.internal = true;
+        id = add_slot(std::move(s));
+      } else {
+        id = find(name, "plan");
+        if (act) slots[id].info = cfg.outputs[k];
+      }
+      slots[id].layout = k < cfg.output_layouts.size() ? cfg.output_layouts[k] : Layout::plain;
+      slots[id].producer = index;
+      step.out.push_back(id);
+    }
+    for (int id : step.in)
+      if (id >= 0) slots[id].last_reader = std::max(slots[id].last_reader, index);
+    steps.push_back(std::move(step));
+  }
+  stats.steps = static_cast<int>(steps.size());
+}
+
+// Marks the steps between `from` and `to`: those with an output that leads to `from` and an
+// input that depends on `to`. reaches_to (optional) gets, per slot, "depends on some to".
+std::vector<bool> Executor::Impl::region(const std::vector<int>& from, const std::vector<int>& to,
+                                         std::vector<bool>* depends_on_to) const {
+  std::vector<bool> leads(slots.size(), false), depends(slots.size(), false);
+  for (int f : from) leads[f] = true;
+  for (int t : to) depends[t] = true;
+  for (size_t s = 0; s < steps.size(); ++s)
+    for (int i : steps[s].in)
+      if (i >= 0 && depends[i] && !slots[i].known.defined())
+        for (int o : steps[s].out) depends[o] = true;
+  std::vector<bool> in_region(steps.size(), false);
+  for (size_t s = steps.size(); s-- > 0;) {
+    bool out_leads = std::any_of(steps[s].out.begin(), steps[s].out.end(), [&](int o) { return leads[o]; });
+    bool in_depends = std::any_of(steps[s].in.begin(), steps[s].in.end(), [&](int i) { return i >= 0 && depends[i]; });
+    if (!out_leads || !in_depends) continue;
+    in_region[s] = true;
+    for (int i : steps[s].in)
+      if (i >= 0) leads[i] = true;
+  }
+  if (depends_on_to) *depends_on_to = depends;
+  return in_region;
+}
+
+void Executor::Impl::pin_backward_region() {
+  std::vector<int> from, to;
+  for (const auto& name : opts.backward_from) from.push_back(find(name, "backward_from"));
+  for (const auto& name : opts.backward_to) {
+    int id = find(name, "backward_to");
+    if (slots[id].known.defined())
+      throw Error(ErrorKind::invalid_input, "backward_to: '" + name + "' is a constant, not an activation");
+    to.push_back(id);
+    slots[id].pinned = true;
+  }
+  if (from.empty() || to.empty()) return;
+  std::vector<bool> in_region = region(from, to, nullptr);
+  for (size_t s = 0; s < steps.size(); ++s) {
+    if (!in_region[s]) continue;
+    for (int i : steps[s].in)
+      if (i >= 0) slots[i].pinned = true;
+    for (int o : steps[s].out) slots[o].pinned = true;
+  }
+}
+
+void Executor::Impl::allocate() {
+  for (const auto& name : opts.keep) slots[find(name, "keep")].pinned = true;
+  for (const auto& out : graph->outputs) slots[find(out.name, "output")].pinned = true;
+  pin_backward_region();
+  std::vector<BufferRequest> requests;
+  std::vector<int> ids;
+  for (size_t id = 0; id < slots.size(); ++id) {
+    Slot& s = slots[id];
+    if (s.known.defined()) continue;
+    BufferRequest r;
+    r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
+    r.first_step = std::max(s.producer, 0);
+    r.last_step = s.pinned ? BufferRequest::kPinned : std::max(s.last_reader, r.first_step);
+    requests.push_back(r);
+    ids.push_back(static_cast<int>(id));
+  }
+  ArenaPlan plan = plan_arena(requests);
+  stats.arena_bytes = plan.arena_bytes;
+  stats.largest_live_bytes = plan.largest_live_bytes;
+  stats.all_activation_bytes = plan.total_bytes;
+  void* memory = std::aligned_alloc(kArenaAlignment, std::max<size_t>(plan.arena_bytes, kArenaAlignment));
+  if (!memory) throw Error(ErrorKind::invalid_input, "cannot allocate " + std::to_string(plan.arena_bytes) + " activation bytes");
+  arena = std::shared_ptr<void>(memory, std::free);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    Slot& s = slots[ids[k]];
+    s.view = Tensor::view(s.info.dtype, s.info.shape, static_cast<char*>(memory) + plan.offsets[k], s.layout);
+  }
+}
+
+void Executor::Impl::plan() {
+  if (opts.compute != DType::f32 && opts.compute != DType::f64)
+    throw Error(ErrorKind::invalid_input, "compute dtype must be float32 or float64");
+  add_inputs_and_constants();
+  std::vector<const Node*> runtime;
+  fold_or_schedule(runtime);
+  build_steps(runtime, choose_fusions(runtime));
+  for (const auto& out : graph->outputs) find(out.name, "graph output");
+  allocate();
+}
+
+Executor::Executor(std::shared_ptr<const Graph> graph, PlanOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->graph = std::move(graph);
+  impl_->opts = std::move(options);
+  impl_->plan();
+}
+
+Executor::~Executor() = default;
+
+void Executor::set_input(const std::string& name, const Tensor& value) {
+  int id = impl_->find(name, "set_input");
+  Slot& s = impl_->slots[id];
+  if (!s.is_input || s.known.defined()) throw Error(ErrorKind::invalid_input, "'" + name + "' is not a runtime graph input");
+  if (value.shape() != s.info.shape)
+    throw Error(ErrorKind::invalid_input, "input '" + name + "' was planned for shape " + shape_str(s.info.shape) +
+                                              ", got " + shape_str(value.shape()));
+  s.view.copy_from(value.dtype() == s.info.dtype ? value : value.to_dtype(s.info.dtype));
+  impl_->inputs_set.insert(id);
+  impl_->forward_done = false;
+}
+
+void Executor::forward() {
+  for (size_t id = 0; id < impl_->slots.size(); ++id) {
+    const Slot& s = impl_->slots[id];
+    if (s.is_input && !s.known.defined() && !impl_->inputs_set.count(static_cast<int>(id)))
+      throw Error(ErrorKind::invalid_input, "graph input '" + s.name + "' was not set");
+  }
+  for (Step& step : impl_->steps) {
+    std::vector<Tensor> in, out;
+    for (int i : step.in) in.push_back(i >= 0 ? impl_->tensor_of(i) : Tensor());
+    for (int o : step.out) out.push_back(impl_->slots[o].view);
+    try {
+      step.kernel->forward(in, out);
+    } catch (const Error& e) {
+      throw Error(e.kind(), "while running '" + step.label + "': " + e.what());
+    }
+  }
+  impl_->forward_done = true;
+}
+
+Tensor Executor::get(const std::string& name) const {
+  const Slot& s = impl_->slots[impl_->find(name, "get")];
+  if (s.known.defined()) return s.known.to_layout(Layout::plain).clone();
+  if (!s.pinned)
+    throw Error(ErrorKind::invalid_input, "tensor '" + name + "' is not kept after forward: add it to PlanOptions::keep");
+  if (!impl_->forward_done) throw Error(ErrorKind::invalid_input, "get('" + name + "') before forward()");
+  Tensor plain = Tensor::zeros(s.info.dtype, s.info.shape);
+  plain.copy_from(s.view);
+  return plain;
+}
+
+std::vector<Tensor> Executor::backward(const std::string& from, const Tensor& seed, const std::vector<std::string>& to) {
+  Impl& m = *impl_;
+  if (!m.forward_done) throw Error(ErrorKind::invalid_input, "backward() before forward()");
+  auto planned = [](const std::vector<std::string>& list, const std::string& name) {
+    return std::find(list.begin(), list.end(), name) != list.end();
+  };
+  if (!planned(m.opts.backward_from, from))
+    throw Error(ErrorKind::invalid_input, "backward from '" + from + "' was not planned: add it to PlanOptions::backward_from");
+  int from_id = m.find(from, "backward");
+  std::vector<int> to_ids;
+  for (const auto& name : to) {
+    if (!planned(m.opts.backward_to, name))
+      throw Error(ErrorKind::invalid_input, "backward to '" + name + "' was not planned: add it to PlanOptions::backward_to");
+    to_ids.push_back(m.find(name, "backward"));
+  }
+  const Slot& f = m.slots[from_id];
+  if (seed.shape() != f.info.shape)
+    throw Error(ErrorKind::invalid_input, "seed gradient shape " + shape_str(seed.shape()) + " does not match '" + from +
+                                              "' " + shape_str(f.info.shape));
+  std::vector<bool> depends;
+  std::vector<bool> in_region = m.region({from_id}, to_ids, &depends);
+  std::map<int, Tensor> grads;
+  grads[from_id] = (seed.dtype() == f.info.dtype ? seed : seed.to_dtype(f.info.dtype)).to_layout(f.layout).clone();
+  std::set<int> wanted(to_ids.begin(), to_ids.end());
+  for (size_t s = m.steps.size(); s-- > 0;) {
+    if (!in_region[s]) continue;
+    Step& step = m.steps[s];
+    std::vector<Tensor> in, out, d_out, d_in;
+    for (int i : step.in) in.push_back(i >= 0 ? m.tensor_of(i) : Tensor());
+    for (int o : step.out) {
+      out.push_back(m.slots[o].view);
+      d_out.push_back(grads.count(o) ? grads[o] : Tensor());
+    }
+    for (size_t k = 0; k < step.in.size(); ++k) {
+      int i = step.in[k];
+      bool need = i >= 0 && depends[i] && !m.slots[i].known.defined() && (!step.op || step.op->differentiable(k));
+      d_in.push_back(need ? Tensor::zeros(m.slots[i].info.dtype, m.slots[i].info.shape, m.slots[i].layout) : Tensor());
+    }
+    try {
+      step.kernel->backward(in, out, d_out, d_in);
+    } catch (const Error& e) {
+      throw Error(e.kind(), "backward through '" + step.label + "': " + e.what());
+    }
+    for (size_t k = 0; k < step.in.size(); ++k) {
+      if (!d_in[k].defined()) continue;
+      int i = step.in[k];
+      if (grads.count(i)) accumulate(grads[i], d_in[k]);
+      else grads[i] = d_in[k];
+    }
+    for (int o : step.out)
+      if (!wanted.count(o)) grads.erase(o);  // consumed: free it early
+  }
+  std::vector<Tensor> result;
+  for (int id : to_ids) {
+    const Slot& s = m.slots[id];
+    Tensor g = Tensor::zeros(s.info.dtype, s.info.shape);
+    if (grads.count(id)) g.copy_from(grads[id]);
+    result.push_back(g);
+  }
+  return result;
+}
+
+const PlanStats& Executor::stats() const { return impl_->stats; }
+
+const TensorInfo& Executor::info(const std::string& name) const { return impl_->slots[impl_->find(name, "info")].info; }
+
+std::vector<TensorPlanInfo> Executor::tensor_infos() const {
+  std::vector<TensorPlanInfo> out;
+  for (const Slot& s : impl_->slots)
+    if (!s.internal) out.push_back({s.name, s.info, s.known.defined()});
+  return out;
+}
+
+const Graph& Executor::graph() const { return *impl_->graph; }
+
+}  // namespace dermal::engine

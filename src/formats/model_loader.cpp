@@ -1,0 +1,46 @@
+#include "formats/model_loader.h"
+
+#include <chrono>
+#include <fstream>
+
+#include "formats/onnx_importer.h"
+
+namespace dermal::formats {
+
+namespace {
+
+// ONNX files are protobuf ModelProto messages: they start with field 1 (ir_version, varint),
+// tag byte 0x08. Zip (Keras v3) and HDF5 have magic numbers of their own.
+std::string sniff_format(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorKind::invalid_model, "cannot open model file '" + path + "'");
+  char head[8] = {};
+  f.read(head, sizeof head);
+  const std::string magic(head, static_cast<size_t>(f.gcount()));
+  if (magic.rfind("PK\x03\x04", 0) == 0) return "keras";
+  if (magic.rfind("\x89HDF\r\n\x1a\n", 0) == 0) return "hdf5";
+  if (!magic.empty() && magic[0] == 0x08) return "onnx";
+  throw Error(ErrorKind::invalid_model, "'" + path + "' is not a model file Dermal knows (ONNX, Keras)");
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path) {
+  auto start = std::chrono::steady_clock::now();
+  LoadedModel m;
+  m.format = sniff_format(path);
+  if (m.format != "onnx")
+    throw Error(ErrorKind::unsupported, "'" + path + "' is a Keras (" + m.format + ") file: Keras models are not supported yet");
+  OnnxModelInfo info;
+  engine::Graph g = load_onnx(path, &info);
+  m.producer = info.producer;
+  m.opset = info.opset;
+  m.metadata = info.metadata;
+  m.removed_identities = engine::remove_identities(g);
+  m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
+  m.graph = std::make_shared<engine::Graph>(std::move(g));
+  m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return m;
+}
+
+}  // namespace dermal::formats

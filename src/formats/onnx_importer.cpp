@@ -1,0 +1,266 @@
+#include "formats/onnx_importer.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace dermal::formats {
+
+using engine::Attributes;
+using engine::DType;
+using engine::Graph;
+using engine::Shape;
+using engine::Tensor;
+
+namespace {
+
+constexpr int kMinOpset = 7;
+constexpr int kMaxOpset = 18;
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorKind::invalid_model, "cannot open '" + path + "'");
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+const char* elem_type_name(int t) {
+  switch (t) {
+    case onnx::TensorProto::FLOAT16: return "float16";
+    case onnx::TensorProto::BFLOAT16: return "bfloat16";
+    case onnx::TensorProto::STRING: return "string";
+    case onnx::TensorProto::COMPLEX64: return "complex64";
+    case onnx::TensorProto::COMPLEX128: return "complex128";
+    default: return "this";
+  }
+}
+
+// Which engine dtype holds an ONNX element type; throws for those it cannot.
+DType dtype_for(int elem_type, const std::string& what) {
+  switch (elem_type) {
+    case onnx::TensorProto::FLOAT: return DType::f32;
+    case onnx::TensorProto::DOUBLE: return DType::f64;
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::UINT16:
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::UINT32:
+    case onnx::TensorProto::INT64:
+    case onnx::TensorProto::UINT64:
+    case onnx::TensorProto::BOOL: return DType::i64;
+    default:
+      throw Error(ErrorKind::unsupported, what + ": " + elem_type_name(elem_type) + " element type (" +
+                                              std::to_string(elem_type) + ") is not supported");
+  }
+}
+
+// Bytes of one element as stored in raw_data.
+size_t raw_size(int elem_type) {
+  switch (elem_type) {
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL: return 1;
+    case onnx::TensorProto::INT16:
+    case onnx::TensorProto::UINT16: return 2;
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::UINT32: return 4;
+    default: return 8;
+  }
+}
+
+template <class Raw>
+void widen(const char* src, int64_t n, int64_t* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    Raw v;
+    std::memcpy(&v, src + i * sizeof(Raw), sizeof(Raw));
+    dst[i] = static_cast<int64_t>(v);
+  }
+}
+
+void fill_from_raw(const std::string& raw, int elem_type, Tensor& t, const std::string& what) {
+  const int64_t n = t.numel();
+  if (raw.size() != static_cast<size_t>(n) * raw_size(elem_type))
+    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(raw.size()) + " bytes, shape " +
+                                              engine::shape_str(t.shape()) + " needs " +
+                                              std::to_string(n * raw_size(elem_type)));
+  const char* p = raw.data();
+  switch (elem_type) {
+    case onnx::TensorProto::FLOAT:
+    case onnx::TensorProto::DOUBLE:
+    case onnx::TensorProto::INT64: std::memcpy(t.raw(), p, raw.size()); return;
+    case onnx::TensorProto::UINT64: std::memcpy(t.raw(), p, raw.size()); return;
+    case onnx::TensorProto::INT8: widen<int8_t>(p, n, t.data<int64_t>()); return;
+    case onnx::TensorProto::UINT8:
+    case onnx::TensorProto::BOOL: widen<uint8_t>(p, n, t.data<int64_t>()); return;
+    case onnx::TensorProto::INT16: widen<int16_t>(p, n, t.data<int64_t>()); return;
+    case onnx::TensorProto::UINT16: widen<uint16_t>(p, n, t.data<int64_t>()); return;
+    case onnx::TensorProto::INT32: widen<int32_t>(p, n, t.data<int64_t>()); return;
+    case onnx::TensorProto::UINT32: widen<uint32_t>(p, n, t.data<int64_t>()); return;
+    default: break;
+  }
+  throw Error(ErrorKind::unsupported, what + ": element type " + std::to_string(elem_type));
+}
+
+std::string external_bytes(const onnx::TensorProto& proto, const std::string& base_dir, const std::string& what) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (const auto& kv : proto.external_data()) {
+    if (kv.key() == "location") location = kv.value();
+    else if (kv.key() == "offset") offset = std::stoll(kv.value());
+    else if (kv.key() == "length") length = std::stoll(kv.value());
+  }
+  // The location must stay inside the model's folder: a model file must not read /etc/passwd.
+  std::filesystem::path rel(location);
+  if (location.empty() || rel.is_absolute() || location.find("..") != std::string::npos)
+    throw Error(ErrorKind::invalid_model, what + ": external data location '" + location + "' is not a file beside the model");
+  std::string path = (std::filesystem::path(base_dir) / rel).string();
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorKind::invalid_model, what + ": cannot open external data file '" + path + "'");
+  f.seekg(0, std::ios::end);
+  const int64_t size = f.tellg();
+  if (length < 0) length = size - offset;
+  if (offset < 0 || offset + length > size)
+    throw Error(ErrorKind::invalid_model, what + ": external data range is outside '" + path + "'");
+  std::string bytes(static_cast<size_t>(length), '\0');
+  f.seekg(offset);
+  f.read(bytes.data(), length);
+  return bytes;
+}
+
+}  // namespace
+
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base_dir) {
+  const std::string what = "tensor '" + proto.name() + "'";
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : shape)
+    if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  const int elem = proto.data_type();
+  Tensor t = Tensor::zeros(dtype_for(elem, what), shape);
+  const int64_t n = t.numel();
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    fill_from_raw(external_bytes(proto, base_dir, what), elem, t, what);
+  } else if (proto.has_raw_data()) {
+    fill_from_raw(proto.raw_data(), elem, t, what);
+  } else {
+    auto check = [&](int count) {
+      if (count != n)
+        throw Error(ErrorKind::invalid_model, what + ": has " + std::to_string(count) + " values, shape " +
+                                                  engine::shape_str(shape) + " needs " + std::to_string(n));
+    };
+    if (elem == onnx::TensorProto::FLOAT) {
+      check(proto.float_data_size());
+      std::copy(proto.float_data().begin(), proto.float_data().end(), t.data<float>());
+    } else if (elem == onnx::TensorProto::DOUBLE) {
+      check(proto.double_data_size());
+      std::copy(proto.double_data().begin(), proto.double_data().end(), t.data<double>());
+    } else if (elem == onnx::TensorProto::INT64) {
+      check(proto.int64_data_size());
+      std::copy(proto.int64_data().begin(), proto.int64_data().end(), t.data<int64_t>());
+    } else if (elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32) {
+      check(proto.uint64_data_size());
+      std::copy(proto.uint64_data().begin(), proto.uint64_data().end(), t.data<int64_t>());
+    } else {  // int32_data holds every narrower integer type and bool
+      check(proto.int32_data_size());
+      std::copy(proto.int32_data().begin(), proto.int32_data().end(), t.data<int64_t>());
+    }
+  }
+  return t;
+}
+
+Tensor load_tensor_pb(const std::string& path) {
+  onnx::TensorProto proto;
+  if (!proto.ParseFromString(read_file(path))) throw Error(ErrorKind::invalid_model, "'" + path + "' is not a TensorProto");
+  return tensor_from_proto(proto, std::filesystem::path(path).parent_path().string());
+}
+
+namespace {
+
+Attributes read_attributes(const onnx::NodeProto& node, const std::string& base_dir, const std::string& where) {
+  Attributes attrs;
+  for (const auto& a : node.attribute()) {
+    switch (a.type()) {
+      case onnx::AttributeProto::INT: attrs.set(a.name(), static_cast<int64_t>(a.i())); break;
+      case onnx::AttributeProto::FLOAT: attrs.set(a.name(), static_cast<double>(a.f())); break;
+      case onnx::AttributeProto::STRING: attrs.set(a.name(), a.s()); break;
+      case onnx::AttributeProto::INTS: attrs.set(a.name(), std::vector<int64_t>(a.ints().begin(), a.ints().end())); break;
+      case onnx::AttributeProto::FLOATS: attrs.set(a.name(), std::vector<double>(a.floats().begin(), a.floats().end())); break;
+      case onnx::AttributeProto::TENSOR: attrs.set(a.name(), tensor_from_proto(a.t(), base_dir)); break;
+      default:
+        // Graphs, sparse tensors, string lists: no op we support takes them.
+        throw Error(ErrorKind::unsupported, where + ": attribute '" + a.name() + "' has an unsupported type (" +
+                                                std::to_string(a.type()) + ")");
+    }
+  }
+  return attrs;
+}
+
+engine::ValueInfo value_info(const onnx::ValueInfoProto& v) {
+  engine::ValueInfo info;
+  info.name = v.name();
+  if (v.type().has_tensor_type()) {
+    const auto& tt = v.type().tensor_type();
+    info.dtype = dtype_for(tt.elem_type(), "graph value '" + v.name() + "'");
+    if (tt.has_shape())
+      for (const auto& d : tt.shape().dim()) info.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  } else {
+    throw Error(ErrorKind::unsupported, "graph value '" + v.name() + "' is not a tensor (sequences and maps are not supported)");
+  }
+  return info;
+}
+
+}  // namespace
+
+Graph load_onnx_bytes(const std::string& bytes, const std::string& base_dir, OnnxModelInfo* info) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromString(bytes))
+    throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+  if (!model.has_graph() || model.graph().node_size() == 0)
+    throw Error(ErrorKind::invalid_model, "not an ONNX model (it has no graph)");
+  int opset = 0;
+  for (const auto& imp : model.opset_import()) {
+    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = static_cast<int>(imp.version());
+  }
+  if (opset == 0 && model.opset_import_size() == 0) opset = 1;  // IR v2 files without opset_import
+  if (opset < kMinOpset || opset > kMaxOpset)
+    throw Error(ErrorKind::unsupported, "ONNX opset " + std::to_string(opset) + " is not supported (supported: " +
+                                            std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
+  if (info) {
+    info->ir_version = model.ir_version();
+    info->opset = opset;
+    info->producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+    for (const auto& kv : model.metadata_props()) info->metadata[kv.key()] = kv.value();
+  }
+  const onnx::GraphProto& gp = model.graph();
+  Graph g;
+  g.name = gp.name();
+  for (const auto& init : gp.initializer()) g.constants[init.name()] = tensor_from_proto(init, base_dir);
+  if (gp.sparse_initializer_size() > 0) throw Error(ErrorKind::unsupported, "sparse initializers are not supported");
+  for (const auto& in : gp.input())
+    if (!g.constants.count(in.name())) g.inputs.push_back(value_info(in));
+  for (const auto& out : gp.output()) g.outputs.push_back(value_info(out));
+  int index = 0;
+  for (const auto& node : gp.node()) {
+    std::string name = node.name().empty() ? node.op_type() + "_" + std::to_string(index) : node.name();
+    ++index;
+    std::string where = "op '" + node.op_type() + "' (node '" + name + "', opset " + std::to_string(opset) + ")";
+    if (!node.domain().empty() && node.domain() != "ai.onnx")
+      throw Error(ErrorKind::unsupported, where + ": operator domain '" + node.domain() + "' is not supported");
+    Attributes attrs = read_attributes(node, base_dir, where);
+    g.add_node(node.op_type(), name, {node.input().begin(), node.input().end()},
+               {node.output().begin(), node.output().end()}, attrs, opset);
+  }
+  g.finalize();
+  return g;
+}
+
+Graph load_onnx(const std::string& path, OnnxModelInfo* info) {
+  return load_onnx_bytes(read_file(path), std::filesystem::path(path).parent_path().string(), info);
+}
+
+}  // namespace dermal::formats

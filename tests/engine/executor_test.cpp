@@ -1,0 +1,122 @@
+// The planner and the executor: buffer reuse by liveness, pinning, folding, fusion and layouts,
+// and backward through whole graphs against finite differences.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/executor.h"
+#include "engine/op_check.h"
+#include "engine/planner.h"
+
+namespace dermal::test {
+namespace {
+
+using engine::BufferRequest;
+using engine::Executor;
+using engine::Graph;
+using engine::PlanOptions;
+
+TEST(Planner, NoTwoLiveBuffersOverlap) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<BufferRequest> r;
+    std::uniform_int_distribution<int> step(0, 30), size(1, 5000), pin(0, 9);
+    for (int i = 0; i < 40; ++i) {
+      int a = step(rng), b = step(rng);
+      r.push_back({static_cast<size_t>(size(rng)), std::min(a, b), pin(rng) == 0 ? BufferRequest::kPinned : std::max(a, b)});
+    }
+    auto plan = engine::plan_arena(r);
+    for (size_t i = 0; i < r.size(); ++i) {
+      EXPECT_LE(plan.offsets[i] + r[i].bytes, plan.arena_bytes);
+      for (size_t j = i + 1; j < r.size(); ++j) {
+        bool live_together = r[i].first_step <= r[j].last_step && r[j].first_step <= r[i].last_step;
+        bool overlap = plan.offsets[i] < plan.offsets[j] + r[j].bytes && plan.offsets[j] < plan.offsets[i] + r[i].bytes;
+        ASSERT_FALSE(live_together && overlap) << "buffers " << i << " and " << j << " share memory while both live";
+      }
+    }
+    EXPECT_GE(plan.arena_bytes, plan.largest_live_bytes);
+  }
+}
+
+TEST(Planner, ChainReusesTwoBuffers) {
+  // x0 -> x1 -> ... -> x5: each written at step s, read at step s+1.
+  std::vector<BufferRequest> r;
+  for (int s = 0; s < 6; ++s) r.push_back({1024, s, s + 1});
+  auto plan = engine::plan_arena(r);
+  EXPECT_EQ(plan.arena_bytes, 2048u);
+  EXPECT_EQ(plan.total_bytes, 6u * 1024);
+}
+
+// x -> Relu -> Neg -> Sigmoid -> Tanh -> Exp -> y, all [2,3,5,7].
+std::shared_ptr<Graph> chain_graph() {
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {-1, 3, 5, 7}});
+  const char* ops[] = {"Relu", "Neg", "Sigmoid", "Tanh", "Exp"};
+  std::string prev = "x";
+  for (int i = 0; i < 5; ++i) {
+    std::string out = i == 4 ? "y" : "t" + std::to_string(i);
+    g->add_node(ops[i], "n" + std::to_string(i), {prev}, {out}, Attributes{}, 13);
+    prev = out;
+  }
+  g->outputs.push_back({"y", DType::f32, {}});
+  g->finalize();
+  return g;
+}
+
+double chain_value(double x) { return std::exp(std::tanh(1.0 / (1.0 + std::exp(std::max(x, 0.0))))); }
+
+TEST(Executor, ForwardReusesMemoryAndKeepsWhatIsAsked) {
+  std::mt19937 rng(11);
+  Tensor x = random_tensor({2, 3, 5, 7}, rng).to_dtype(DType::f32);
+  PlanOptions opts;
+  opts.input_shapes["x"] = {2, 3, 5, 7};
+  opts.keep = {"t1"};
+  Executor ex(chain_graph(), opts);
+  ex.set_input("x", x);
+  ex.forward();
+  auto y = ex.get("y").to_doubles();
+  auto xs = x.to_doubles();
+  for (size_t i = 0; i < xs.size(); ++i) ASSERT_NEAR(y[i], chain_value(xs[i]), 1e-6);
+  auto t1 = ex.get("t1").to_doubles();
+  for (size_t i = 0; i < xs.size(); ++i) ASSERT_NEAR(t1[i], -std::max(xs[i], 0.0), 1e-7);
+  EXPECT_THROW(ex.get("t2"), Error);  // not kept: its buffer was reused
+  const size_t one = 2 * 3 * 5 * 7 * 4;
+  const size_t aligned = (one + 63) / 64 * 64;
+  EXPECT_EQ(ex.stats().all_activation_bytes, 6 * aligned);
+  EXPECT_LE(ex.stats().arena_bytes, 4 * aligned);  // input, pinned t1, pinned y, one rotating
+}
+
+TEST(Executor, BackwardMatchesFiniteDifferences) {
+  std::mt19937 rng(12);
+  Tensor x = random_tensor({1, 3, 5, 7}, rng);
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 3, 5, 7};
+  opts.backward_from = {"y"};
+  opts.backward_to = {"x", "t1"};
+  opts.compute = DType::f64;
+  Executor ex(chain_graph(), opts);
+  ex.set_input("x", x);
+  ex.forward();
+  Tensor seed = random_tensor({1, 3, 5, 7}, rng);
+  auto grads = ex.backward("y", seed, {"x", "t1"});
+  auto g = grads[0].to_doubles(), s = seed.to_doubles(), xs = x.to_doubles();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    double h = 1e-6;
+    double fd = (chain_value(xs[i] + h) - chain_value(xs[i] - h)) / (2 * h) * s[i];
+    ASSERT_NEAR(g[i], fd, 1e-6) << "element " << i;
+  }
+  EXPECT_THROW(ex.backward("y", seed, {"t2"}), Error);  // not planned
+}
+
+TEST(Executor, RejectsWrongInputs) {
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 4, 5, 7};  // channel count fixed at 3 by the graph
+  EXPECT_THROW(Executor(chain_graph(), opts), Error);
+  opts.input_shapes["x"] = {1, 3, 5, 7};
+  Executor ex(chain_graph(), opts);
+  EXPECT_THROW(ex.forward(), Error);  // input not set
+  EXPECT_THROW(ex.set_input("x", Tensor::zeros(DType::f32, {1, 3, 5, 6})), Error);
+}
+
+}  // namespace
+}  // namespace dermal::test
