@@ -180,8 +180,10 @@ void Executor::Impl::fold_or_schedule(std::vector<const Node*>& runtime) {
       s.name = node.outputs[k];
       s.info = out_infos[k];
       if (!folded.empty()) {
-        s.known = folded[k];
-        s.info = {folded[k].dtype(), folded[k].shape()};
+        // Folded float values take the compute dtype, as constants do.
+        s.known = is_float(folded[k].dtype()) && folded[k].dtype() != opts.compute ? folded[k].to_dtype(opts.compute)
+                                                                                     : folded[k];
+        s.info = {s.known.dtype(), s.known.shape()};
       }
       add_slot(std::move(s));
     }

@@ -123,7 +123,8 @@ std::unique_ptr<Op> create_op(const Attributes& attrs, const OpContext& ctx);
 
 #define DERMAL_CONCAT_INNER(a, b) a##b
 #define DERMAL_CONCAT(a, b) DERMAL_CONCAT_INNER(a, b)
-#define DERMAL_REGISTER_OP(TYPE, FACTORY) \
-  static const bool DERMAL_CONCAT(dermal_registered_op_, __LINE__) = ::dermal::engine::OpRegistry::global().add(TYPE, FACTORY)
+// Variadic so that a lambda with commas can be the factory.
+#define DERMAL_REGISTER_OP(TYPE, ...) \
+  static const bool DERMAL_CONCAT(dermal_registered_op_, __LINE__) = ::dermal::engine::OpRegistry::global().add(TYPE, __VA_ARGS__)
 
 }  // namespace dermal::engine

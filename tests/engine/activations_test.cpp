@@ -29,7 +29,7 @@ INSTANTIATE_TEST_SUITE_P(Unary, ActivationTest,
                                            ActivationCase{"HardSwish", -5, 5}, ActivationCase{"Tanh", -3, 3},
                                            ActivationCase{"Elu", -2, 2}, ActivationCase{"Selu", -2, 2},
                                            ActivationCase{"Softplus", -5, 5}, ActivationCase{"Erf", -2, 2},
-                                           ActivationCase{"Sqrt", 0.5, 3}, ActivationCase{"Exp", -2, 2},
+                                           ActivationCase{"Sqrt", 0.5, 3}, ActivationCase{"Exp", -2, 2}, ActivationCase{"Log", 0.5, 3},
                                            ActivationCase{"Neg", -2, 2}, ActivationCase{"Reciprocal", 0.5, 2},
                                            ActivationCase{"Abs", -2, 2}),
                          [](const auto& info) { return std::string(info.param.type); });

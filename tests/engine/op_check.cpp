@@ -70,6 +70,7 @@ Prepared prepare(const OpCase& c, DType compute, Layout layout) {
   }
   p.cfg.compute = compute;
   p.cfg.inputs = infos;
+  if (c.post_eltwise) p.cfg.post_eltwise = c.post_eltwise;
   p.cfg.outputs = p.op->infer(infos, p.cfg.known);
   p.cfg.output_layouts.assign(p.cfg.outputs.size(), Layout::plain);
   p.kernel = p.op->make_kernel(p.cfg);

@@ -10,6 +10,7 @@
 //   expect_fast_matches_reference(c);
 #pragma once
 
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct OpCase {
   size_t num_outputs = 1;
   std::vector<Tensor> inputs;  // f64 (data, weights) or i64 (shape arguments); undefined = absent
   std::vector<bool> known;     // known at plan time: weights and shape arguments
+  std::optional<engine::EltwiseSpec> post_eltwise;  // a fused activation (ops that accept one)
 
   OpCase& input(Tensor t) { return add(std::move(t), false); }
   OpCase& weight(Tensor t) { return add(std::move(t), true); }

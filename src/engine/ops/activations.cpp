@@ -54,6 +54,8 @@ const Activation kSqrt{[](double x, const Params&) { return std::sqrt(x); },
                        [](double, double y, const Params&) { return 0.5 / y; }};
 const Activation kExp{[](double x, const Params&) { return std::exp(x); },
                       [](double, double y, const Params&) { return y; }};
+const Activation kLog{[](double x, const Params&) { return std::log(x); },
+                      [](double x, double, const Params&) { return 1.0 / x; }};
 const Activation kNeg{[](double x, const Params&) { return -x; }, [](double, double, const Params&) { return -1.0; }};
 const Activation kReciprocal{[](double x, const Params&) { return 1.0 / x; },
                              [](double, double y, const Params&) { return -y * y; }};
@@ -145,18 +147,35 @@ class UnaryOp : public Op {
   std::optional<EltwiseSpec> eltwise_;
 };
 
-// Clip with min/max as inputs (opset >= 11): they must be known at load; they are read in
-// make_kernel so one op object serves every plan.
+// Clip whose bounds are inputs: read them on each run (they are usually constants, but a graph
+// may compute them).
+class ClipKernel : public Kernel {
+ public:
+  explicit ClipKernel(std::vector<bool> present) : present_(std::move(present)) {}
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override { kernel(in).forward(in, out); }
+  void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
+                const std::vector<Tensor>& d_in) override {
+    kernel(in).backward(in, out, d_out, d_in);
+  }
+
+ private:
+  UnaryKernel kernel(const std::vector<Tensor>& in) const {
+    Params p{-std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), 0};
+    if (present_.size() > 1 && present_[1]) p.alpha = in[1].to_doubles().at(0);
+    if (present_.size() > 2 && present_[2]) p.beta = in[2].to_doubles().at(0);
+    return UnaryKernel(kClip, p, nullptr, true);
+  }
+  std::vector<bool> present_;
+};
+
+// Clip with min/max as inputs (opset >= 11).
 class ClipInputsOp : public UnaryOp {
  public:
   explicit ClipInputsOp(const OpContext& ctx) : UnaryOp(ctx, kClip, {}, std::nullopt) {}
   bool differentiable(size_t i) const override { return i == 0; }
   std::unique_ptr<Kernel> make_kernel(KernelConfig& cfg) const override {
-    Params p{-std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), 0};
-    if (cfg.present.size() > 1 && cfg.present[1]) p.alpha = require_known(cfg, 1, ctx_, "Clip min").to_doubles().at(0);
-    if (cfg.present.size() > 2 && cfg.present[2]) p.beta = require_known(cfg, 2, ctx_, "Clip max").to_doubles().at(0);
     cfg.output_layouts = {cfg.input_layouts[0]};
-    return std::make_unique<UnaryKernel>(kClip, p, nullptr, true);
+    return std::make_unique<ClipKernel>(cfg.present);
   }
   std::optional<EltwiseSpec> as_eltwise(const std::vector<const Tensor*>& known) const override {
     float lo = -std::numeric_limits<float>::max(), hi = std::numeric_limits<float>::max();
@@ -194,7 +213,10 @@ std::unique_ptr<Op> make_clip(const Attributes& attrs, const OpContext& ctx) {
 DERMAL_REGISTER_OP("Relu", [](const Attributes&, const OpContext& c) { return make(c, kRelu, {}, EltwiseSpec{EltwiseSpec::relu}); });
 DERMAL_REGISTER_OP("LeakyRelu", [](const Attributes& a, const OpContext& c) {
   double alpha = a.get_float("alpha", 0.01);
-  return make(c, kLeakyRelu, {alpha}, EltwiseSpec{EltwiseSpec::relu, static_cast<float>(alpha)});
+  // Fusable only while the sign of the output still tells the sign of the input.
+  std::optional<EltwiseSpec> fused;
+  if (alpha > 0) fused = EltwiseSpec{EltwiseSpec::relu, static_cast<float>(alpha)};
+  return make(c, kLeakyRelu, {alpha}, fused);
 });
 DERMAL_REGISTER_OP("Sigmoid", [](const Attributes&, const OpContext& c) { return make(c, kSigmoid, {}, EltwiseSpec{EltwiseSpec::sigmoid}); });
 DERMAL_REGISTER_OP("HardSigmoid", [](const Attributes& a, const OpContext& c) {
@@ -204,7 +226,9 @@ DERMAL_REGISTER_OP("HardSwish", [](const Attributes&, const OpContext& c) { retu
 DERMAL_REGISTER_OP("Tanh", [](const Attributes&, const OpContext& c) { return make(c, kTanh, {}, EltwiseSpec{EltwiseSpec::tanh}); });
 DERMAL_REGISTER_OP("Elu", [](const Attributes& a, const OpContext& c) {
   double alpha = a.get_float("alpha", 1.0);
-  return make(c, kElu, {alpha}, EltwiseSpec{EltwiseSpec::elu, static_cast<float>(alpha)});
+  std::optional<EltwiseSpec> fused;
+  if (alpha > 0) fused = EltwiseSpec{EltwiseSpec::elu, static_cast<float>(alpha)};
+  return make(c, kElu, {alpha}, fused);
 });
 DERMAL_REGISTER_OP("Selu", [](const Attributes& a, const OpContext& c) {
   return make(c, kSelu, {a.get_float("alpha", 1.67326319217681884765625), 0, a.get_float("gamma", 1.05070102214813232421875)});
@@ -213,6 +237,7 @@ DERMAL_REGISTER_OP("Softplus", [](const Attributes&, const OpContext& c) { retur
 DERMAL_REGISTER_OP("Erf", [](const Attributes&, const OpContext& c) { return make(c, kErf); });
 DERMAL_REGISTER_OP("Sqrt", [](const Attributes&, const OpContext& c) { return make(c, kSqrt); });
 DERMAL_REGISTER_OP("Exp", [](const Attributes&, const OpContext& c) { return make(c, kExp); });
+DERMAL_REGISTER_OP("Log", [](const Attributes&, const OpContext& c) { return make(c, kLog); });
 DERMAL_REGISTER_OP("Neg", [](const Attributes&, const OpContext& c) { return make(c, kNeg); });
 DERMAL_REGISTER_OP("Reciprocal", [](const Attributes&, const OpContext& c) { return make(c, kReciprocal); });
 DERMAL_REGISTER_OP("Abs", [](const Attributes&, const OpContext& c) { return make(c, kAbs); });

@@ -1,0 +1,132 @@
+// BatchNormalization (inference): reference VJP against finite differences, f32 (plain and
+// channels-last) against f64, a hand-computed example, and the modes that must fail at load.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/op_check.h"
+
+namespace dermal::test {
+namespace {
+
+OpCase batchnorm_case(const Shape& x, std::mt19937& rng, double epsilon) {
+  const int64_t c = x[1];
+  OpCase op{"BatchNormalization"};
+  op.attrs.set("epsilon", epsilon);
+  op.input(random_tensor(x, rng, -2, 2))
+      .weight(random_tensor({c}, rng, 0.5, 2))    // scale
+      .weight(random_tensor({c}, rng))            // B
+      .weight(random_tensor({c}, rng))            // mean
+      .weight(random_tensor({c}, rng, 0.05, 3));  // var
+  return op;
+}
+
+struct BatchNormShape {
+  const char* name;
+  Shape x;
+};
+
+void PrintTo(const BatchNormShape& s, std::ostream* os) { *os << s.name; }
+
+class BatchNormTest : public ::testing::TestWithParam<BatchNormShape> {};
+
+TEST_P(BatchNormTest, GradientAndFastPath) {
+  std::mt19937 rng(21);
+  for (double epsilon : {1e-5, 1.001e-5, 1e-3}) {
+    OpCase c = batchnorm_case(GetParam().x, rng, epsilon);
+    expect_vjp_matches_fd(c);
+    expect_fast_matches_reference(c, 1e-5, 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest,
+                         ::testing::Values(BatchNormShape{"nchw_3", {2, 3, 4, 5}}, BatchNormShape{"nchw_13", {1, 13, 3, 3}},
+                                           BatchNormShape{"nchw_13_1x1", {2, 13, 1, 1}},
+                                           BatchNormShape{"one_channel", {2, 1, 3, 4}}, BatchNormShape{"rank_2", {3, 5}},
+                                           BatchNormShape{"rank_3", {2, 3, 7}}, BatchNormShape{"rank_5", {1, 3, 2, 3, 4}}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(BatchNormalization, LargeTensorsTakeTheParallelLoops) {
+  // Over 65536 elements the loops run in parallel; the gradient check is too slow at this size.
+  std::mt19937 rng(22);
+  for (Shape shape : {Shape{2, 13, 61, 47}, Shape{3, 70000}})
+    expect_fast_matches_reference(batchnorm_case(shape, rng, 1e-5), 1e-5, 1e-5);
+}
+
+TEST(BatchNormalization, HandComputedExample) {
+  // Channel 0: scale 2, B 1, mean 1, var 3 (+ eps 1 -> sqrt 2): y = 2 * (x - 1) / 2 + 1 = x.
+  // Channel 1: scale 0.5, B -1, mean 0, var 0.25 (+ eps 1 -> sqrt 1.25): y = 0.5 x / 1.118.. - 1.
+  OpCase c{"BatchNormalization"};
+  c.attrs.set("epsilon", 1.0);
+  c.input(Tensor::from_doubles({1, 2, 1, 2}, {3, -1, 4, -2}))
+      .weight(Tensor::from_doubles({2}, {2, 0.5}))
+      .weight(Tensor::from_doubles({2}, {1, -1}))
+      .weight(Tensor::from_doubles({2}, {1, 0}))
+      .weight(Tensor::from_doubles({2}, {3, 0.25}));
+  const double k = 0.5 / std::sqrt(1.25);
+  Tensor want = Tensor::from_doubles({1, 2, 1, 2}, {3, -1, 4 * k - 1, -2 * k - 1});
+  EXPECT_EQ(compare(run_op(c, DType::f64)[0], want, 1e-12, 0), "");
+  for (Layout l : {Layout::plain, Layout::nhwc}) EXPECT_EQ(compare(run_op(c, DType::f32, l)[0], want, 1e-6, 0), "");
+  // The gradient of x is the per-channel factor times the seed.
+  Tensor seed = Tensor::from_doubles({1, 2, 1, 2}, {1, 2, 3, 4});
+  Tensor dx = run_op_backward(c, {seed}, DType::f64)[0];
+  EXPECT_EQ(compare(dx, Tensor::from_doubles({1, 2, 1, 2}, {1, 2, 3 * k, 4 * k}), 1e-12, 0), "");
+}
+
+TEST(BatchNormalization, OldOpsetsAndIgnoredAttributes) {
+  std::mt19937 rng(4);
+  OpCase c = batchnorm_case({1, 3, 4, 4}, rng, 1e-4);
+  c.opset = 7;
+  c.attrs.set("spatial", int64_t{1});
+  c.attrs.set("momentum", 0.9);
+  expect_fast_matches_reference(c, 1e-5, 1e-5);
+  c.opset = 15;
+  c.attrs = {};
+  c.attrs.set("training_mode", int64_t{0});
+  expect_fast_matches_reference(c, 1e-5, 1e-5);
+}
+
+void expect_unsupported(const OpCase& c, const std::string& needle) {
+  try {
+    run_op(c, DType::f32);
+    FAIL() << "expected an error mentioning " << needle;
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.kind() == ErrorKind::unsupported || e.kind() == ErrorKind::invalid_model) << e.what();
+    EXPECT_NE(std::string(e.what()).find("BatchNormalization"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("node 'test'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(BatchNormalization, UnsupportedModesFailAtLoad) {
+  std::mt19937 rng(9);
+  OpCase training = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  training.opset = 15;
+  training.attrs.set("training_mode", int64_t{1});
+  expect_unsupported(training, "training_mode");
+
+  OpCase per_activation = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  per_activation.opset = 7;
+  per_activation.attrs.set("spatial", int64_t{0});
+  expect_unsupported(per_activation, "spatial");
+
+  OpCase spatial_in_opset_9 = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  spatial_in_opset_9.opset = 9;
+  spatial_in_opset_9.attrs.set("spatial", int64_t{1});
+  expect_unsupported(spatial_in_opset_9, "spatial");
+
+  OpCase three_outputs = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  three_outputs.num_outputs = 3;
+  expect_unsupported(three_outputs, "outputs");
+
+  OpCase wrong_channels = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  wrong_channels.inputs[3] = random_tensor({4}, rng);
+  expect_unsupported(wrong_channels, "mean");
+
+  OpCase unknown_scale = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  unknown_scale.known[1] = false;
+  expect_unsupported(unknown_scale, "constant");
+}
+
+}  // namespace
+}  // namespace dermal::test

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything Dermal needs to build, test and run, from Debian's packages. Idempotent:
+# when every package is already there it does nothing (and needs no network).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config
+  # engine and ONNX importer
+  libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler
+  # command line
+  libcli11-dev nlohmann-json3-dev
+  # tests and benchmarks: GoogleTest, ONNX's conformance data, the PyTorch reference
+  libgtest-dev libonnx-testdata python3 python3-torch python3-onnx python3-numpy python3-pil
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
