@@ -230,6 +230,7 @@ int Executor::Impl::converted(int slot, Layout layout, std::map<std::pair<int, L
   step.in = {slot};
   step.out = {id};
   slots[id].producer = static_cast<int>(steps.size());
+  slots[slot].last_reader = std::max(slots[slot].last_reader, slots[id].producer);
   steps.push_back(std::move(step));
   ++stats.layout_reorders;
   cache[key] = id;
@@ -359,7 +360,8 @@ void Executor::Impl::allocate() {
   std::vector<int> ids;
   for (size_t id = 0; id < slots.size(); ++id) {
     Slot& s = slots[id];
-    if (s.known.defined()) continue;
+    // Constants need no arena; nor do tensors no step produces (a fused convolution's output).
+    if (s.known.defined() || (s.producer < 0 && !s.is_input)) continue;
     BufferRequest r;
     r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
     r.first_step = std::max(s.producer, 0);

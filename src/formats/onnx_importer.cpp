@@ -17,7 +17,9 @@ using engine::Tensor;
 
 namespace {
 
-constexpr int kMinOpset = 7;
+// Opsets 1-6 load too: ops whose latest version dates from them (Elu, GlobalAveragePool...) are
+// exported with those numbers, and each op rejects the legacy attributes it does not implement.
+constexpr int kMinOpset = 1;
 constexpr int kMaxOpset = 18;
 
 std::string read_file(const std::string& path) {

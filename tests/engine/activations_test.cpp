@@ -71,3 +71,22 @@ TEST(Activations, UnsupportedAttributeFailsAtLoad) {
 
 }  // namespace
 }  // namespace dermal::test
+
+namespace dermal::test {
+namespace {
+
+// At exactly a bound the gradient stops (hardtanh / ReLU6): the rule a fused convolution must
+// follow too, since its backward only sees the clipped output.
+TEST(Clip, NoGradientAtTheBounds) {
+  OpCase c{"Clip"};
+  c.input(Tensor::from_doubles({4}, {0.0, 0.3, 6.0, -1.0}))
+      .weight(Tensor::from_doubles({}, {0.0}))
+      .weight(Tensor::from_doubles({}, {6.0}));
+  for (DType compute : {DType::f32, DType::f64}) {
+    auto g = run_op_backward(c, {Tensor::from_doubles({4}, {1, 1, 1, 1})}, compute)[0].to_doubles();
+    EXPECT_EQ(g, (std::vector<double>{0, 1, 0, 0}));
+  }
+}
+
+}  // namespace
+}  // namespace dermal::test

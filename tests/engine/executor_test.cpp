@@ -120,3 +120,110 @@ TEST(Executor, RejectsWrongInputs) {
 
 }  // namespace
 }  // namespace dermal::test
+
+namespace dermal::test {
+namespace {
+
+// x -> Conv -> Relu -> Conv(stride 2) -> Clip -> + skip(MaxPool(x')) ... a small residual CNN that
+// exercises fusion, channels-last layouts, conversions back to plain, and backward through all.
+std::shared_ptr<Graph> small_cnn(std::mt19937& rng) {
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {-1, 3, 9, 9}});
+  g->constants["w1"] = random_tensor({8, 3, 3, 3}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["b1"] = random_tensor({8}, rng).to_dtype(DType::f32);
+  g->constants["w2"] = random_tensor({8, 1, 3, 3}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["fc"] = random_tensor({8, 5}, rng).to_dtype(DType::f32);
+  g->constants["shape"] = Tensor::from_ints({2}, {0, -1});
+  Attributes same;
+  same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  Attributes depthwise = same;
+  depthwise.set("group", int64_t{8});
+  depthwise.set("strides", std::vector<int64_t>{2, 2});
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{3, 3});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  pool.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  Attributes clip;
+  clip.set("min", 0.0);
+  clip.set("max", 0.6);
+  g->add_node("Conv", "conv1", {"x", "w1", "b1"}, {"c1"}, same, 13);
+  g->add_node("Relu", "relu1", {"c1"}, {"r1"}, {}, 13);
+  g->add_node("Conv", "conv2", {"r1", "w2"}, {"c2"}, depthwise, 13);
+  g->add_node("Clip", "clip2", {"c2"}, {"r2"}, clip, 6);
+  g->add_node("MaxPool", "pool", {"r1"}, {"p1"}, pool, 13);
+  g->add_node("Add", "add", {"r2", "p1"}, {"sum"}, {}, 13);
+  g->add_node("GlobalAveragePool", "gap", {"sum"}, {"gap"}, {}, 13);
+  g->add_node("Reshape", "flatten", {"gap", "shape"}, {"flat"}, {}, 13);
+  g->add_node("MatMul", "fc", {"flat", "fc"}, {"logits"}, {}, 13);
+  g->outputs.push_back({"logits", DType::f32, {}});
+  g->finalize();
+  return g;
+}
+
+TEST(Executor, FusedChannelsLastPlanMatchesReferencePlan) {
+  std::mt19937 rng(21);
+  auto g = small_cnn(rng);
+  Tensor x = random_tensor({2, 3, 9, 9}, rng);
+  Tensor seed = random_tensor({2, 5}, rng);
+  std::vector<std::vector<Tensor>> grads;
+  std::vector<Tensor> logits;
+  for (DType compute : {DType::f32, DType::f64}) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {2, 3, 9, 9};
+    opts.backward_from = {"logits"};
+    opts.backward_to = {"x", "r1"};
+    opts.compute = compute;
+    Executor ex(g, opts);
+    if (compute == DType::f32) {
+      EXPECT_EQ(ex.stats().fused_activations, 2);  // relu1 into conv1, clip2 into conv2
+      EXPECT_GE(ex.stats().layout_reorders, 1);     // into channels-last for conv1
+    } else {
+      EXPECT_EQ(ex.stats().fused_activations, 0);  // the reference plan runs every op alone
+    }
+    ex.set_input("x", x);
+    ex.forward();
+    logits.push_back(ex.get("logits"));
+    grads.push_back(ex.backward("logits", seed, {"x", "r1"}));
+  }
+  EXPECT_EQ(compare(logits[0], logits[1], 1e-5, 1e-4), "");
+  EXPECT_EQ(compare(grads[0][0], grads[1][0], 1e-5, 1e-4), "") << "d/dx";
+  EXPECT_EQ(compare(grads[0][1], grads[1][1], 1e-5, 1e-4), "") << "d/dr1";
+
+  // And the f64 plan's gradient against central differences of the f64 forward.
+  PlanOptions opts;
+  opts.input_shapes["x"] = {2, 3, 9, 9};
+  opts.compute = DType::f64;
+  Executor ref(g, opts);
+  auto loss = [&](const Tensor& input) {
+    ref.set_input("x", input);
+    ref.forward();
+    auto y = ref.get("logits").to_doubles(), s = seed.to_doubles();
+    double l = 0;
+    for (size_t i = 0; i < y.size(); ++i) l += y[i] * s[i];
+    return l;
+  };
+  auto g64 = grads[1][0].to_doubles();
+  for (int64_t j = 0; j < x.numel(); j += 7) {
+    Tensor plus = x.clone(), minus = x.clone();
+    plus.data<double>()[j] += 1e-6;
+    minus.data<double>()[j] -= 1e-6;
+    double fd = (loss(plus) - loss(minus)) / 2e-6;
+    ASSERT_NEAR(g64[j], fd, 1e-6 + 1e-5 * std::abs(fd)) << "element " << j;
+  }
+}
+
+TEST(Executor, KeepingATensorDisablesItsFusion) {
+  std::mt19937 rng(22);
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 3, 9, 9};
+  opts.keep = {"c1"};  // the pre-activation output must survive, so relu1 cannot be fused
+  Executor ex(small_cnn(rng), opts);
+  EXPECT_EQ(ex.stats().fused_activations, 1);
+  ex.set_input("x", random_tensor({1, 3, 9, 9}, rng));
+  ex.forward();
+  auto c1 = ex.get("c1").to_doubles();
+  EXPECT_TRUE(std::any_of(c1.begin(), c1.end(), [](double v) { return v < 0; })) << "c1 should be pre-ReLU";
+}
+
+}  // namespace
+}  // namespace dermal::test

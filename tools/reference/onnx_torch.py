@@ -23,7 +23,8 @@ Conventions (where PyTorch's choice is the reference's choice):
   so gradients with respect to them work without asking for gradients of the input or weights
   (and the backward pass stops there, which keeps it cheap).
 - Gradient conventions are PyTorch's: Relu passes no gradient at exactly 0, Clip passes gradient
-  for min <= x <= max (inclusive), MaxPool sends a tied window's gradient to its first maximum.
+  for min < x < max (strict, as hardtanh / ReLU6, the modules that export to Clip), MaxPool sends
+  a tied window's gradient to its first maximum.
 - An op (or an attribute value) that is not supported raises UnsupportedOpError when the
   Interpreter is built, naming the node, the op and the opset.
 """
@@ -210,7 +211,10 @@ def op_clip(ctx, i, a):
     else:
         lo = _scalar(i[1]) if len(i) > 1 else None
         hi = _scalar(i[2]) if len(i) > 2 else None
-    return torch.clamp(i[0], min=lo, max=hi)
+    # hardtanh, not clamp: ReLU6 exports as Clip, and its gradient stops at the bounds themselves.
+    lo = -math.inf if lo is None else float(lo)
+    hi = math.inf if hi is None else float(hi)
+    return torch.nn.functional.hardtanh(i[0], min_val=lo, max_val=hi)
 
 
 def op_flatten(ctx, i, a):

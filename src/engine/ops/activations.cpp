@@ -61,9 +61,11 @@ const Activation kReciprocal{[](double x, const Params&) { return 1.0 / x; },
                              [](double, double y, const Params&) { return -y * y; }};
 const Activation kAbs{[](double x, const Params&) { return std::abs(x); },
                       [](double x, double, const Params&) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); }};
-// Clip: alpha = min, beta = max. The gradient passes where min <= x <= max (PyTorch's rule).
+// Clip: alpha = min, beta = max. The gradient passes where min < x < max: PyTorch's rule for
+// hardtanh and ReLU6 (what exports as Clip), and the only rule a fused convolution can apply,
+// since from the output alone x == min cannot be told from x < min.
 const Activation kClip{[](double x, const Params& p) { return std::min(std::max(x, p.alpha), p.beta); },
-                       [](double x, double, const Params& p) { return x >= p.alpha && x <= p.beta ? 1.0 : 0.0; }};
+                       [](double x, double, const Params& p) { return x > p.alpha && x < p.beta ? 1.0 : 0.0; }};
 
 template <class T>
 void unary_forward(const Activation& a, const Params& p, const Tensor& in, const Tensor& out) {

@@ -1,0 +1,46 @@
+// Conv's kernels, used by the Conv op (conv.cpp) only: the plain-loop f64 reference and the f32
+// oneDNN kernel. Both take their weights and bias either as constants known at plan time (read
+// once; oneDNN's packed copy is cached per op) or as the kernel's inputs 1 and 2, read again on
+// every forward and backward.
+//
+//   ConvParams p{.known_w = cfg.known[1], .has_bias = true, .known_b = nullptr};  // B at run time
+//   auto k = make_reference_conv_kernel(geometry, p, cfg.post_eltwise);
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include "engine/op.h"
+
+namespace dermal::engine::ops::conv_detail {
+
+// One convolution's sizes, 1-D folded into 2-D (H = 1, kernel height 1, no pads on H).
+struct Geometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;         // input
+  int64_t oc = 0, group = 1, kh = 0, kw = 0;  // weights: [oc, c / group, kh, kw]
+  int64_t oh = 0, ow = 0;                     // output
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1;     // strides, dilations (ONNX: 1 = dense)
+  int64_t pt = 0, pl = 0, pb = 0, pr = 0;     // pads: top, left, bottom, right
+  int spatial_rank = 2;                       // as in the model
+  Shape out_shape() const { return spatial_rank == 1 ? Shape{n, oc, ow} : Shape{n, oc, oh, ow}; }
+};
+
+// Where W and B come from. A null known_w (known_b) means W (B) is the kernel's input 1 (2) and
+// may change between calls. Known tensors must outlive the call that makes the kernel only.
+struct ConvParams {
+  const Tensor* known_w = nullptr;
+  bool has_bias = false;
+  const Tensor* known_b = nullptr;
+};
+
+// Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op.
+class PackedWeights;
+std::shared_ptr<PackedWeights> make_packed_weights();
+
+std::unique_ptr<Kernel> make_reference_conv_kernel(const Geometry& g, const ConvParams& p,
+                                                   std::optional<EltwiseSpec> act);
+// src and dst keep `layout` (the layout X arrives in); runtime W arrives plain.
+std::unique_ptr<Kernel> make_dnnl_conv_kernel(const Geometry& g, Layout layout, const ConvParams& p,
+                                              std::optional<EltwiseSpec> act, std::shared_ptr<PackedWeights> packed);
+
+}  // namespace dermal::engine::ops::conv_detail
