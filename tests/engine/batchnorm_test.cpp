@@ -1,5 +1,7 @@
 // BatchNormalization (inference): reference VJP against finite differences, f32 (plain and
-// channels-last) against f64, a hand-computed example, and the modes that must fail at load.
+// channels-last) against f64, with the parameters as constants and as runtime inputs (all or
+// some), runtime parameters read afresh on every call, a hand-computed example, and the modes
+// that must fail at load.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -39,6 +41,27 @@ TEST_P(BatchNormTest, GradientAndFastPath) {
   }
 }
 
+// Scale, B, mean and var as runtime inputs: all four, or only some (the rest constants). The
+// values must equal the all-constant ones, and X's gradient still checks out.
+TEST_P(BatchNormTest, RuntimeParametersMatchConstants) {
+  std::mt19937 rng(23);
+  const OpCase known = batchnorm_case(GetParam().x, rng, 1e-3);
+  const Tensor seed = random_tensor(GetParam().x, rng);
+  for (std::vector<size_t> runtime_inputs : {std::vector<size_t>{1, 2, 3, 4}, {4}, {1, 3}}) {
+    OpCase c = known;
+    for (size_t i : runtime_inputs) c.known[i] = false;
+    SCOPED_TRACE(c.describe());
+    expect_vjp_matches_fd(c);
+    expect_fast_matches_reference(c, 1e-5, 1e-5);
+    EXPECT_EQ(compare(run_op(c, DType::f64)[0], run_op(known, DType::f64)[0], 1e-12, 1e-12), "");
+    EXPECT_EQ(compare(run_op_backward(c, {seed}, DType::f64)[0], run_op_backward(known, {seed}, DType::f64)[0], 1e-12, 1e-12), "");
+    for (Layout l : {Layout::plain, Layout::nhwc}) {
+      EXPECT_EQ(compare(run_op(c, DType::f32, l)[0], run_op(known, DType::f32, l)[0], 1e-6, 1e-6), "");
+      EXPECT_EQ(compare(run_op_backward(c, {seed}, DType::f32, l)[0], run_op_backward(known, {seed}, DType::f32, l)[0], 1e-6, 1e-6), "");
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest,
                          ::testing::Values(BatchNormShape{"nchw_3", {2, 3, 4, 5}}, BatchNormShape{"nchw_13", {1, 13, 3, 3}},
                                            BatchNormShape{"nchw_13_1x1", {2, 13, 1, 1}},
@@ -71,6 +94,47 @@ TEST(BatchNormalization, HandComputedExample) {
   Tensor seed = Tensor::from_doubles({1, 2, 1, 2}, {1, 2, 3, 4});
   Tensor dx = run_op_backward(c, {seed}, DType::f64)[0];
   EXPECT_EQ(compare(dx, Tensor::from_doubles({1, 2, 1, 2}, {1, 2, 3 * k, 4 * k}), 1e-12, 0), "");
+}
+
+// One kernel called several times with new values in the same parameter buffers: a kernel
+// that kept the first call's factors would return stale results.
+TEST(BatchNormalization, RuntimeParametersAreReadOnEveryCall) {
+  std::mt19937 rng(24);
+  const Shape x_shape{2, 13, 3, 5};
+  const double epsilon = 1e-4;
+  for (DType compute : {DType::f64, DType::f32})
+    for (Layout layout : {Layout::plain, Layout::nhwc}) {
+      const std::string what = std::string(compute == DType::f64 ? "f64 " : "f32 ") + (layout == Layout::plain ? "plain" : "nhwc");
+      engine::Attributes attrs;
+      attrs.set("epsilon", epsilon);
+      auto op = engine::create_op(attrs, {"BatchNormalization", "runtime", 15, 5, 1});
+      engine::KernelConfig cfg;
+      cfg.compute = compute;
+      cfg.inputs = {{compute, x_shape}};
+      for (int i = 0; i < 4; ++i) cfg.inputs.push_back({compute, {x_shape[1]}});
+      cfg.present.assign(5, true);
+      cfg.known.assign(5, nullptr);
+      cfg.input_layouts = {layout, Layout::plain, Layout::plain, Layout::plain, Layout::plain};
+      cfg.outputs = op->infer(cfg.inputs, cfg.known);
+      auto kernel = op->make_kernel(cfg);
+      std::vector<Tensor> params;
+      for (int i = 0; i < 4; ++i) params.push_back(Tensor::zeros(compute, {x_shape[1]}));
+      for (int call = 0; call < 3; ++call) {
+        OpCase ref = batchnorm_case(x_shape, rng, epsilon);
+        for (int i = 0; i < 4; ++i) params[i].copy_from(ref.inputs[i + 1].to_dtype(compute));
+        std::vector<Tensor> in = {ref.inputs[0].to_dtype(compute).to_layout(layout)};
+        in.insert(in.end(), params.begin(), params.end());
+        Tensor y = Tensor::zeros(compute, x_shape, cfg.output_layouts[0]);
+        kernel->forward(in, {y});
+        Tensor seed64 = random_tensor(x_shape, rng);
+        Tensor dx = Tensor::zeros(compute, x_shape, layout);
+        kernel->backward(in, {y}, {seed64.to_dtype(compute).to_layout(layout)}, {dx, Tensor(), Tensor(), Tensor(), Tensor()});
+        const double tol = compute == DType::f64 ? 1e-12 : 1e-5;
+        EXPECT_EQ(compare(y.to_dtype(DType::f64), run_op(ref, DType::f64)[0], tol, tol), "") << what << " call " << call;
+        EXPECT_EQ(compare(dx.to_dtype(DType::f64), run_op_backward(ref, {seed64}, DType::f64)[0], tol, tol), "")
+            << what << " call " << call;
+      }
+    }
 }
 
 TEST(BatchNormalization, OldOpsetsAndIgnoredAttributes) {
@@ -123,9 +187,29 @@ TEST(BatchNormalization, UnsupportedModesFailAtLoad) {
   wrong_channels.inputs[3] = random_tensor({4}, rng);
   expect_unsupported(wrong_channels, "mean");
 
-  OpCase unknown_scale = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
-  unknown_scale.known[1] = false;
-  expect_unsupported(unknown_scale, "constant");
+  OpCase runtime_mean = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);  // shapes alone are checked
+  runtime_mean.known[3] = false;
+  runtime_mean.inputs[3] = random_tensor({2}, rng);
+  expect_unsupported(runtime_mean, "mean [2]");
+
+  OpCase negative_var = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  negative_var.inputs[4].data<double>()[1] = -0.5;
+  expect_unsupported(negative_var, "channel 1");
+}
+
+TEST(BatchNormalization, NegativeRuntimeVarFailsWhenRun) {
+  std::mt19937 rng(10);
+  OpCase c = batchnorm_case({1, 3, 2, 2}, rng, 1e-5);
+  c.known[4] = false;
+  c.inputs[4].data<double>()[2] = -1.0;
+  try {
+    run_op(c, DType::f32);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_input) << e.what();
+    EXPECT_NE(std::string(e.what()).find("node 'test'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("channel 2"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Conv: the f64 reference VJP against finite differences and the f32 oneDNN kernel (plain and
-// channels-last) against the f64 one, over a table of named shapes; ONNX conformance values;
-// weight packing shared across kernels; BatchNormalization folding; load-time errors.
+// channels-last) against the f64 one, over a table of named shapes, with W and B as constants
+// and as runtime inputs; ONNX conformance values; weight packing shared across kernels; runtime
+// weights read afresh on every call; BatchNormalization folding; load-time errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -94,6 +95,27 @@ TEST_P(ConvTest, GradientAndFastPath) {
   EXPECT_GT(std::count_if(out.begin(), out.end(), [](double v) { return v != 0; }), static_cast<long>(out.size() / 3));
 }
 
+// The same cases with W (and B) as runtime inputs: gradients and the fast path as above, and the
+// same values as with constant weights, forward and backward.
+TEST_P(ConvTest, RuntimeWeightsMatchConstantWeights) {
+  std::mt19937 rng(11);
+  const OpCase known = make_case(GetParam(), rng);
+  OpCase runtime = known;
+  for (size_t i = 1; i < runtime.known.size(); ++i) runtime.known[i] = false;
+  expect_vjp_matches_fd(runtime);
+  expect_fast_matches_reference(runtime);
+  const Tensor y = run_op(known, DType::f64)[0];
+  const Tensor seed = random_tensor(y.shape(), rng);
+  EXPECT_EQ(compare(run_op(runtime, DType::f64)[0], y, 1e-12, 1e-12), "");
+  EXPECT_EQ(compare(run_op_backward(runtime, {seed}, DType::f64)[0], run_op_backward(known, {seed}, DType::f64)[0], 1e-12, 1e-12), "");
+  for (Layout l : {Layout::plain, Layout::nhwc}) {
+    const char* lname = l == Layout::plain ? "plain" : "nhwc";
+    EXPECT_EQ(compare(run_op(runtime, DType::f32, l)[0], run_op(known, DType::f32, l)[0], 1e-6, 1e-6), "") << lname;
+    EXPECT_EQ(compare(run_op_backward(runtime, {seed}, DType::f32, l)[0], run_op_backward(known, {seed}, DType::f32, l)[0],
+                      1e-6, 1e-6), "") << lname;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvTest, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return std::string(info.param.name); });
 
@@ -128,30 +150,34 @@ TEST(Conv, KnownAnswers) {
   expect_window_sums("VALID", {}, {1, 1, 4, 4}, {1, 1, 1, 1}, {45});
 }
 
-// ONNX's conformance cases for Conv and BatchNormalization pass the weights as graph inputs, which
-// these ops refuse (models hold them as constants): the suite over whole graphs skips them. Here
-// the node's attributes and test data are run with the weights made constants.
-class ConformanceWithConstantWeights : public ::testing::TestWithParam<const char*> {};
+// ONNX's conformance cases for Conv and BatchNormalization pass the weights as graph inputs (the
+// suite over whole graphs runs them so, on the f32 channels-last path). Here the node runs on
+// its own, with the weights as constants (how models hold them) and as runtime inputs, in f64
+// and in f32 in both layouts.
+class ConformanceWeightsEitherWay : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(ConformanceWithConstantWeights, MatchesExpectedOutput) {
+TEST_P(ConformanceWeightsEitherWay, MatchesExpectedOutput) {
   const std::string dir = std::string(DERMAL_ONNX_TESTDATA) + "/" + GetParam();
   engine::Graph graph = formats::load_onnx(dir + "/model.onnx");
   ASSERT_EQ(graph.nodes.size(), 1u);
   const engine::Node& node = graph.nodes[0];
-  OpCase c{node.type};
-  c.attrs = node.attrs;
-  c.opset = node.opset;
-  for (size_t i = 0; i < node.inputs.size(); ++i) {
-    Tensor t = formats::load_tensor_pb(dir + "/test_data_set_0/input_" + std::to_string(i) + ".pb").to_dtype(DType::f64);
-    c.add(t, i > 0);
-  }
   Tensor expected = formats::load_tensor_pb(dir + "/test_data_set_0/output_0.pb");
-  EXPECT_EQ(compare(run_op(c, DType::f64)[0], expected, 1e-5, 1e-5), "") << GetParam();
-  for (Layout l : {Layout::plain, Layout::nhwc})
-    EXPECT_EQ(compare(run_op(c, DType::f32, l)[0], expected, 1e-5, 1e-4), "") << GetParam();
+  for (bool weights_known : {true, false}) {
+    OpCase c{node.type};
+    c.attrs = node.attrs;
+    c.opset = node.opset;
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      Tensor t = formats::load_tensor_pb(dir + "/test_data_set_0/input_" + std::to_string(i) + ".pb").to_dtype(DType::f64);
+      c.add(t, i > 0 && weights_known);
+    }
+    const std::string what = std::string(GetParam()) + (weights_known ? ", constant weights" : ", runtime weights");
+    EXPECT_EQ(compare(run_op(c, DType::f64)[0], expected, 1e-5, 1e-5), "") << what;
+    for (Layout l : {Layout::plain, Layout::nhwc})
+      EXPECT_EQ(compare(run_op(c, DType::f32, l)[0], expected, 1e-5, 1e-4), "") << what;
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Onnx, ConformanceWithConstantWeights,
+INSTANTIATE_TEST_SUITE_P(Onnx, ConformanceWeightsEitherWay,
                          ::testing::Values("test_basic_conv_with_padding", "test_basic_conv_without_padding",
                                            "test_conv_with_autopad_same", "test_conv_with_strides_and_asymmetric_padding",
                                            "test_conv_with_strides_no_padding", "test_conv_with_strides_padding",
@@ -197,6 +223,74 @@ TEST(Conv, KernelsOfOneOpShareWeightsCorrectly) {
         EXPECT_EQ(compare(got[0], run_op(ref, DType::f64)[0], 1e-4, 1e-4), "") << "batch " << batch;
         EXPECT_EQ(compare(got[1], run_op_backward(ref, {seed}, DType::f64)[0], 1e-4, 1e-4), "") << "batch " << batch;
       }
+}
+
+// One kernel called several times with new values in the same W and B buffers: a kernel that
+// kept (or packed once) the first call's runtime weights would return stale results.
+TEST(Conv, RuntimeWeightsAreReadOnEveryCall) {
+  std::mt19937 rng(6);
+  struct Setup {
+    const char* name;
+    Shape x, w;
+    int64_t group;
+  };
+  for (const Setup& k : {Setup{"dense_13", {2, 13, 7, 6}, {16, 13, 3, 3}, 1}, Setup{"depthwise_13", {1, 13, 6, 7}, {13, 1, 3, 3}, 13},
+                         Setup{"grouped_1x1", {1, 6, 5, 5}, {9, 2, 1, 1}, 3}})
+    for (DType compute : {DType::f64, DType::f32})
+      for (Layout layout : {Layout::plain, Layout::nhwc}) {
+        const std::string what = std::string(k.name) + (compute == DType::f64 ? " f64 " : " f32 ") +
+                                 (layout == Layout::plain ? "plain" : "nhwc");
+        engine::Attributes attrs;
+        attrs.set("pads", std::vector<int64_t>{1, 0, 1, 1});
+        attrs.set("group", k.group);
+        auto op = engine::create_op(attrs, {"Conv", "runtime", 13, 3, 1});
+        const Shape b_shape{k.w[0]};
+        engine::KernelConfig cfg;
+        cfg.compute = compute;
+        cfg.inputs = {{compute, k.x}, {compute, k.w}, {compute, b_shape}};
+        cfg.present = {true, true, true};
+        cfg.known = {nullptr, nullptr, nullptr};
+        cfg.input_layouts = {layout, Layout::plain, Layout::plain};
+        cfg.outputs = op->infer(cfg.inputs, cfg.known);
+        auto kernel = op->make_kernel(cfg);
+        Tensor w = Tensor::zeros(compute, k.w), b = Tensor::zeros(compute, b_shape);
+        for (int call = 0; call < 3; ++call) {
+          Tensor x64 = random_tensor(k.x, rng), w64 = random_tensor(k.w, rng), b64 = random_tensor(b_shape, rng);
+          w.copy_from(w64.to_dtype(compute));
+          b.copy_from(b64.to_dtype(compute));
+          Tensor x = x64.to_dtype(compute).to_layout(layout);
+          Tensor y = Tensor::zeros(compute, cfg.outputs[0].shape, cfg.output_layouts[0]);
+          kernel->forward({x, w, b}, {y});
+          Tensor seed64 = random_tensor(y.shape(), rng);
+          Tensor dx = Tensor::zeros(compute, k.x, layout);
+          kernel->backward({x, w, b}, {y}, {seed64.to_dtype(compute).to_layout(y.layout())}, {dx, Tensor(), Tensor()});
+
+          OpCase ref{"Conv"};
+          ref.attrs = attrs;
+          ref.input(x64).weight(w64).weight(b64);
+          const double tol = compute == DType::f64 ? 1e-12 : 1e-4;
+          EXPECT_EQ(compare(y.to_dtype(DType::f64), run_op(ref, DType::f64)[0], tol, tol), "") << what << " call " << call;
+          EXPECT_EQ(compare(dx.to_dtype(DType::f64), run_op_backward(ref, {seed64}, DType::f64)[0], tol, tol), "")
+              << what << " call " << call;
+        }
+      }
+}
+
+// W a constant and B a runtime input, and the other way round.
+TEST(Conv, MixedConstantAndRuntimeParameters) {
+  std::mt19937 rng(7);
+  for (const ConvCase& k : kCases) {
+    if (!k.bias) continue;
+    const OpCase known = make_case(k, rng);
+    for (size_t runtime_input : {1, 2}) {
+      OpCase mixed = known;
+      mixed.known[runtime_input] = false;
+      SCOPED_TRACE(std::string(k.name) + (runtime_input == 1 ? ": runtime W" : ": runtime B"));
+      expect_fast_matches_reference(mixed);
+      EXPECT_EQ(compare(run_op(mixed, DType::f64)[0], run_op(known, DType::f64)[0], 1e-12, 1e-12), "");
+      EXPECT_EQ(compare(run_op(mixed, DType::f32, Layout::nhwc)[0], run_op(known, DType::f32, Layout::nhwc)[0], 1e-6, 1e-6), "");
+    }
+  }
 }
 
 TEST(Conv, FoldBatchnormMatchesConvThenBatchnorm) {
@@ -279,9 +373,13 @@ TEST(Conv, InvalidAttributesAndShapesFail) {
   OpCase bogus = base({1, 3, 5, 5}, {2, 3, 3, 3});
   bogus.attrs.set("bogus", int64_t{1});
   expect_load_error(bogus, "bogus");
-  OpCase data_weights{"Conv"};  // W must be a constant
-  data_weights.input(random_tensor({1, 3, 5, 5}, rng)).input(random_tensor({2, 3, 3, 3}, rng));
-  expect_load_error(data_weights, "constant");
+  // Runtime W and B are checked from their shapes alone.
+  OpCase runtime_w{"Conv"};
+  runtime_w.input(random_tensor({1, 3, 5, 5}, rng)).input(random_tensor({2, 4, 3, 3}, rng));
+  expect_load_error(runtime_w, "[2,4,3,3]");
+  OpCase runtime_b{"Conv"};
+  runtime_b.input(random_tensor({1, 3, 5, 5}, rng)).input(random_tensor({2, 3, 3, 3}, rng)).input(random_tensor({3}, rng));
+  expect_load_error(runtime_b, "B [3]");
 }
 
 }  // namespace

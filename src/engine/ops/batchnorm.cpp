@@ -1,8 +1,11 @@
 // BatchNormalization in inference mode: y = scale * (x - mean) / sqrt(var + epsilon) + B per
-// channel (axis 1), for X of any rank >= 2 in any layout. The statistics are constants, so the
-// op is a per-channel affine map y = a[c] * x + b[c], and its VJP is dx = a[c] * dy. Training
-// mode, spatial = 0 (opsets 7-8) and the optional running-statistics outputs are not supported.
+// channel (axis 1), for X of any rank >= 2 in any layout. With the statistics fixed the op is a
+// per-channel affine map y = a[c] * x + b[c], and its VJP is dx = a[c] * dy (X only: scale, B,
+// mean and var get no gradients). a and b are computed once when all four parameters are
+// constants, else from the inputs on every call. Training mode, spatial = 0 (opsets 7-8) and the
+// optional running-statistics outputs are not supported.
 #include <cmath>
+#include <optional>
 
 #include "engine/ops/op_util.h"
 
@@ -37,27 +40,62 @@ void per_channel_affine(const Tensor& in, const Tensor& out, const std::vector<T
   }
 }
 
+// y = a[c] * x + b[c], in both precisions.
+struct ChannelAffine {
+  std::vector<double> a64, b64;
+  std::vector<float> a32, b32;
+};
+
+// Fails with `kind` (invalid_model for constants, invalid_input for runtime values) when a
+// channel's var + epsilon is not positive.
+ChannelAffine channel_affine(const Tensor& scale, const Tensor& bias, const Tensor& mean, const Tensor& var,
+                             double epsilon, const OpContext& ctx, ErrorKind kind) {
+  const auto s = scale.to_doubles(), beta = bias.to_doubles(), mu = mean.to_doubles(), v = var.to_doubles();
+  ChannelAffine f;
+  f.a64.resize(s.size());
+  f.b64.resize(s.size());
+  for (size_t c = 0; c < s.size(); ++c) {
+    if (!(v[c] + epsilon > 0)) ctx.fail(kind, "var + epsilon is not positive in channel " + std::to_string(c));
+    f.a64[c] = s[c] / std::sqrt(v[c] + epsilon);
+    f.b64[c] = beta[c] - mu[c] * f.a64[c];
+  }
+  f.a32.assign(f.a64.begin(), f.a64.end());
+  f.b32.assign(f.b64.begin(), f.b64.end());
+  return f;
+}
+
 class BatchNormKernel : public Kernel {
  public:
-  BatchNormKernel(const std::vector<double>& a, const std::vector<double>& b)
-      : a64_(a), b64_(b), a32_(a.begin(), a.end()), b32_(b.begin(), b.end()) {}
+  // known: the factors when all parameters are constants; else they come from in[1..4] per call.
+  BatchNormKernel(OpContext ctx, double epsilon, std::optional<ChannelAffine> known)
+      : ctx_(std::move(ctx)), epsilon_(epsilon), known_(std::move(known)) {}
 
   void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
-    if (in[0].dtype() == DType::f32) per_channel_affine<float>(in[0], out[0], a32_, &b32_);
-    else per_channel_affine<double>(in[0], out[0], a64_, &b64_);
+    const ChannelAffine& f = factors(in);
+    if (in[0].dtype() == DType::f32) per_channel_affine<float>(in[0], out[0], f.a32, &f.b32);
+    else per_channel_affine<double>(in[0], out[0], f.a64, &f.b64);
   }
 
-  void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>& d_out,
+  void backward(const std::vector<Tensor>& in, const std::vector<Tensor>&, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
     if (!d_in[0].defined()) return;
     if (!d_out[0].defined()) return d_in[0].fill_zero();
-    if (d_in[0].dtype() == DType::f32) per_channel_affine<float>(d_out[0], d_in[0], a32_, nullptr);
-    else per_channel_affine<double>(d_out[0], d_in[0], a64_, nullptr);
+    const ChannelAffine& f = factors(in);
+    if (d_in[0].dtype() == DType::f32) per_channel_affine<float>(d_out[0], d_in[0], f.a32, nullptr);
+    else per_channel_affine<double>(d_out[0], d_in[0], f.a64, nullptr);
   }
 
  private:
-  std::vector<double> a64_, b64_;
-  std::vector<float> a32_, b32_;
+  const ChannelAffine& factors(const std::vector<Tensor>& in) {
+    if (known_) return *known_;
+    now_ = channel_affine(in[1], in[2], in[3], in[4], epsilon_, ctx_, ErrorKind::invalid_input);
+    return now_;
+  }
+
+  OpContext ctx_;
+  double epsilon_;
+  std::optional<ChannelAffine> known_;
+  ChannelAffine now_;  // runtime factors of the current call
 };
 
 class BatchNormOp : public Op {
@@ -80,21 +118,19 @@ class BatchNormOp : public Op {
   bool accepts_nhwc(size_t input) const override { return input == 0; }
 
   std::unique_ptr<Kernel> make_kernel(KernelConfig& cfg) const override {
-    const auto scale = require_known(cfg, 1, ctx_, "BatchNormalization scale").to_doubles();
-    const auto bias = require_known(cfg, 2, ctx_, "BatchNormalization B").to_doubles();
-    const auto mean = require_known(cfg, 3, ctx_, "BatchNormalization mean").to_doubles();
-    const auto var = require_known(cfg, 4, ctx_, "BatchNormalization var").to_doubles();
-    std::vector<double> a(scale.size()), b(scale.size());
-    for (size_t c = 0; c < scale.size(); ++c) {
-      if (!(var[c] + epsilon_ > 0))
-        ctx_.fail(ErrorKind::invalid_model, "var + epsilon is not positive in channel " + std::to_string(c));
-      a[c] = scale[c] / std::sqrt(var[c] + epsilon_);
-      b[c] = bias[c] - mean[c] * a[c];
-    }
     if (cfg.compute != DType::f32 && cfg.compute != DType::f64)
       ctx_.fail(ErrorKind::unsupported, std::string("compute dtype ") + dtype_name(cfg.compute));
+    auto known = [&](size_t i) { return i < cfg.known.size() ? cfg.known[i] : nullptr; };
+    std::optional<ChannelAffine> factors;
+    if (known(1) && known(2) && known(3) && known(4))
+      factors = channel_affine(*known(1), *known(2), *known(3), *known(4), epsilon_, ctx_, ErrorKind::invalid_model);
+    const char* names[] = {"X", "scale", "B", "mean", "var"};
+    for (size_t i = 1; i < 5; ++i)
+      if (!known(i) && cfg.inputs[i].dtype != DType::f32 && cfg.inputs[i].dtype != DType::f64)
+        ctx_.fail(ErrorKind::unsupported, std::string(names[i]) + " has dtype " + dtype_name(cfg.inputs[i].dtype) +
+                                              ", only floats are supported");
     cfg.output_layouts = {cfg.input_layouts.empty() ? Layout::plain : cfg.input_layouts[0]};
-    return std::make_unique<BatchNormKernel>(a, b);
+    return std::make_unique<BatchNormKernel>(ctx_, epsilon_, std::move(factors));
   }
 
  private:

@@ -49,22 +49,6 @@ struct PowFn {
   template <class T> static T db(T a, T b) { return a > 0 ? std::pow(a, b) * std::log(a) : T(0); }
 };
 
-// Logical dims of a layout in the order they lie in memory: iterating in this order writes the
-// output contiguously.
-std::vector<size_t> physical_order(Layout layout, size_t rank) {
-  if (layout == Layout::nhwc) return {0, 2, 3, 1};
-  std::vector<size_t> order(rank);
-  for (size_t i = 0; i < rank; ++i) order[i] = i;
-  return order;
-}
-
-template <class V>
-V permuted(const V& v, const std::vector<size_t>& order) {
-  V out(order.size());
-  for (size_t i = 0; i < order.size(); ++i) out[i] = v[order[i]];
-  return out;
-}
-
 bool same_shape_and_layout(const Tensor& a, const Tensor& b, const Tensor& y) {
   return a.shape() == y.shape() && b.shape() == y.shape() && a.layout() == y.layout() && b.layout() == y.layout();
 }

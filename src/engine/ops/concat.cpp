@@ -9,20 +9,6 @@
 namespace dermal::engine::ops {
 namespace {
 
-std::vector<size_t> physical_order(Layout layout, size_t rank) {
-  if (layout == Layout::nhwc) return {0, 2, 3, 1};
-  std::vector<size_t> order(rank);
-  for (size_t i = 0; i < rank; ++i) order[i] = i;
-  return order;
-}
-
-template <class V>
-V permuted(const V& v, const std::vector<size_t>& order) {
-  V out(order.size());
-  for (size_t i = 0; i < order.size(); ++i) out[i] = v[order[i]];
-  return out;
-}
-
 // Copies between `part` and the slab of `whole` that starts at `offset` along `axis` (to_whole:
 // part -> whole, else whole -> part). Same layouts: contiguous runs with memcpy; otherwise an
 // element loop in whole's memory order.

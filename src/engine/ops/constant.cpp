@@ -13,18 +13,6 @@ const Tensor* known_input(const std::vector<const Tensor*>& known, size_t i) {
   return i < known.size() ? known[i] : nullptr;
 }
 
-// Writes a precomputed value, converted to the output's dtype.
-class ValueKernel : public Kernel {
- public:
-  explicit ValueKernel(Tensor value) : value_(std::move(value)) {}
-  void forward(const std::vector<Tensor>&, const std::vector<Tensor>& out) override { out[0].copy_from(value_); }
-  void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
-                const std::vector<Tensor>&) override {}
-
- private:
-  Tensor value_;
-};
-
 // Base: infer and make_kernel both come from value(), computed from the known inputs.
 class ValueOp : public Op {
  public:

@@ -26,7 +26,7 @@ struct Geometry {
 };
 
 // Where W and B come from. A null known_w (known_b) means W (B) is the kernel's input 1 (2) and
-// may change between calls. Known tensors must outlive the call that makes the kernel only.
+// may change between calls. Kernels keep their own copies or handles of known tensors.
 struct ConvParams {
   const Tensor* known_w = nullptr;
   bool has_bias = false;

@@ -32,6 +32,13 @@ std::vector<int64_t> broadcast_strides(const Tensor& t, const Shape& out_shape) 
   return out;
 }
 
+std::vector<size_t> physical_order(Layout layout, size_t rank) {
+  if (layout == Layout::nhwc) return {0, 2, 3, 1};
+  std::vector<size_t> order(rank);
+  for (size_t i = 0; i < rank; ++i) order[i] = i;
+  return order;
+}
+
 std::vector<int64_t> plain_strides(const Shape& shape) {
   std::vector<int64_t> st(shape.size(), 1);
   for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * shape[i + 1];

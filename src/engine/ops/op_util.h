@@ -20,6 +20,29 @@ std::vector<int64_t> plain_strides(const Shape& shape);
 // Expects an input to be known at plan time (a weight or shape argument).
 const Tensor& require_known(const KernelConfig& cfg, size_t input, const OpContext& ctx, const char* what);
 
+// Logical dims of a layout in the order they lie in memory: iterating in this order visits the
+// buffer contiguously.
+std::vector<size_t> physical_order(Layout layout, size_t rank);
+
+template <class V>
+V permuted(const V& v, const std::vector<size_t>& order) {
+  V out(order.size());
+  for (size_t i = 0; i < order.size(); ++i) out[i] = v[order[i]];
+  return out;
+}
+
+// Writes a value computed at plan time (Constant, Shape, Size...). Nothing flows back.
+class ValueKernel : public Kernel {
+ public:
+  explicit ValueKernel(Tensor value) : value_(std::move(value)) {}
+  void forward(const std::vector<Tensor>&, const std::vector<Tensor>& out) override { out[0].copy_from(value_); }
+  void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                const std::vector<Tensor>&) override {}
+
+ private:
+  Tensor value_;
+};
+
 // Calls f(T{}) with T = float for f32 and double for f64.
 template <class F>
 void dispatch_float(DType dtype, F&& f) {

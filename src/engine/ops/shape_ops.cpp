@@ -242,17 +242,6 @@ class IdentityOp : public Op {
 };
 
 // Shape and Size: values from the input's shape alone, so the planner folds them.
-class ValueKernel : public Kernel {
- public:
-  explicit ValueKernel(Tensor value) : value_(std::move(value)) {}
-  void forward(const std::vector<Tensor>&, const std::vector<Tensor>& out) override { out[0].copy_from(value_); }
-  void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
-                const std::vector<Tensor>&) override {}
-
- private:
-  Tensor value_;
-};
-
 class ShapeOp : public Op {
  public:
   ShapeOp(const OpContext& ctx, int64_t start, std::optional<int64_t> end, bool size_only)

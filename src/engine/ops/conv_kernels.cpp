@@ -1,0 +1,327 @@
+// Conv's kernels: the plain-loop reference (any geometry, any layout, f64 or f32) and the f32
+// oneDNN kernel. Each reads W and B either from constants (converted, or packed, once) or from
+// its inputs on every call, so runtime weights are never cached.
+#include "engine/ops/conv_kernels.h"
+
+#include <array>
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "engine/dnnl_util.h"
+#include "engine/ops/op_util.h"
+
+namespace dermal::engine::ops::conv_detail {
+
+// Known weights, packed once per format. Keyed by the format and by the weight tensor they came
+// from, which each entry keeps alive so its address cannot be reused by another tensor.
+class PackedWeights {
+ public:
+  dnnl::memory get(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const Entry& e : entries_)
+      if (e.source.raw() == w.raw() && e.packed.get_desc() == wanted) return e.packed;
+    Tensor w32 = w.dtype() == DType::f32 ? w : w.to_dtype(DType::f32);
+    dnnl::memory src = dnnl_util::memory(plain, w32.raw());
+    dnnl::memory packed = wanted == plain ? src : dnnl_util::reorder(src, wanted);
+    entries_.push_back({w, w32, packed});
+    return packed;
+  }
+
+ private:
+  struct Entry {
+    Tensor source, data;  // data: the f32 buffer a plain `packed` points into
+    dnnl::memory packed;
+  };
+  std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+namespace {
+
+// The fused activation's value, and its derivative computed from its output.
+double eltwise_value(const EltwiseSpec& e, double x) {
+  switch (e.kind) {
+    case EltwiseSpec::relu: return x > 0 ? x : e.alpha * x;
+    case EltwiseSpec::clip: return std::min(std::max(x, double{e.alpha}), double{e.beta});
+    case EltwiseSpec::tanh: return std::tanh(x);
+    case EltwiseSpec::elu: return x > 0 ? x : e.alpha * std::expm1(x);
+    case EltwiseSpec::sigmoid: return 1.0 / (1.0 + std::exp(-x));
+  }
+  return x;
+}
+
+double eltwise_grad_from_output(const EltwiseSpec& e, double y) {
+  switch (e.kind) {
+    case EltwiseSpec::relu: return y > 0 ? 1.0 : e.alpha;
+    case EltwiseSpec::clip: return y > e.alpha && y < e.beta ? 1.0 : 0.0;
+    case EltwiseSpec::tanh: return 1 - y * y;
+    case EltwiseSpec::elu: return y > 0 ? 1.0 : y + e.alpha;
+    case EltwiseSpec::sigmoid: return y * (1 - y);
+  }
+  return 1.0;
+}
+
+// Element strides over (N, C, H, W) for a rank-3 (H = 1) or rank-4 tensor of any layout.
+std::array<int64_t, 4> strides4(const Tensor& t) {
+  auto s = t.strides();
+  if (s.size() == 3) return {s[0], s[1], 0, s[2]};
+  return {s[0], s[1], s[2], s[3]};
+}
+
+// dy scaled by the fused activation's derivative (dy itself when there is none). y and dy share
+// a layout, so elementwise work can ignore it.
+template <class T>
+Tensor pre_activation_grad(const std::optional<EltwiseSpec>& act, const Tensor& y, const Tensor& dy) {
+  if (!act) return dy;
+  Tensor g = Tensor::zeros(dy.dtype(), dy.shape(), dy.layout());
+  const T* yp = y.data<T>();
+  const T* dyp = dy.data<T>();
+  T* gp = g.data<T>();
+  const int64_t n = dy.numel();
+  for (int64_t i = 0; i < n; ++i) gp[i] = static_cast<T>(dyp[i] * eltwise_grad_from_output(*act, yp[i]));
+  return g;
+}
+
+// The plain-loop reference. Weights are [oc, c / group, kh, kw].
+class ReferenceConvKernel : public Kernel {
+ public:
+  ReferenceConvKernel(const Geometry& g, const ConvParams& p, std::optional<EltwiseSpec> act)
+      : g_(g), has_bias_(p.has_bias), act_(act) {
+    if (p.known_w) known_w_ = p.known_w->to_doubles();
+    if (p.known_b) known_b_ = p.known_b->to_doubles();
+  }
+
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
+    const std::vector<double>& w = values(known_w_, in, 1, w_now_);
+    const std::vector<double>* b = has_bias_ ? &values(known_b_, in, 2, b_now_) : nullptr;
+    dispatch_float(in[0].dtype(), [&](auto t) {
+      using T = decltype(t);
+      const T* x = in[0].data<T>();
+      T* y = out[0].data<T>();
+      auto xs = strides4(in[0]), ys = strides4(out[0]);
+      visit(w, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, auto&& taps) {
+        double acc = b ? (*b)[oc] : 0.0;
+        taps([&](int64_t ic, int64_t ih, int64_t iw, double wv) { acc += x[n * xs[0] + ic * xs[1] + ih * xs[2] + iw * xs[3]] * wv; });
+        y[n * ys[0] + oc * ys[1] + oh * ys[2] + ow * ys[3]] = static_cast<T>(act_ ? eltwise_value(*act_, acc) : acc);
+      });
+    });
+  }
+
+  void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
+                const std::vector<Tensor>& d_in) override {
+    if (!d_in[0].defined()) return;
+    d_in[0].fill_zero();
+    if (!d_out[0].defined()) return;
+    const std::vector<double>& w = values(known_w_, in, 1, w_now_);
+    dispatch_float(in[0].dtype(), [&](auto t) {
+      using T = decltype(t);
+      Tensor gy = pre_activation_grad<T>(act_, out[0], d_out[0]);
+      const T* dy = gy.data<T>();
+      T* dx = d_in[0].data<T>();
+      auto xs = strides4(d_in[0]), ys = strides4(gy);
+      visit(w, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, auto&& taps) {
+        const double g = dy[n * ys[0] + oc * ys[1] + oh * ys[2] + ow * ys[3]];
+        taps([&](int64_t ic, int64_t ih, int64_t iw, double wv) { dx[n * xs[0] + ic * xs[1] + ih * xs[2] + iw * xs[3]] += static_cast<T>(g * wv); });
+      });
+    });
+  }
+
+ private:
+  // A parameter's values: the constant's, or input i's as it is now (kept in `scratch`).
+  static const std::vector<double>& values(const std::optional<std::vector<double>>& known,
+                                           const std::vector<Tensor>& in, size_t i, std::vector<double>& scratch) {
+    if (known) return *known;
+    scratch = in[i].to_doubles();
+    return scratch;
+  }
+
+  // Calls f(n, oc, oh, ow, taps) for every output element; taps(fn) calls fn(ic, ih, iw, weight)
+  // for every kernel tap that lands inside the (unpadded) input.
+  template <class F>
+  void visit(const std::vector<double>& w, F&& f) const {
+    const Geometry& g = g_;
+    const int64_t icg = g.c / g.group, ocg = g.oc / g.group;
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t oc = 0; oc < g.oc; ++oc)
+        for (int64_t oh = 0; oh < g.oh; ++oh)
+          for (int64_t ow = 0; ow < g.ow; ++ow) {
+            auto taps = [&](auto&& fn) {
+              for (int64_t icl = 0; icl < icg; ++icl)
+                for (int64_t kh = 0; kh < g.kh; ++kh) {
+                  const int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+                  if (ih < 0 || ih >= g.h) continue;
+                  for (int64_t kw = 0; kw < g.kw; ++kw) {
+                    const int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+                    if (iw < 0 || iw >= g.w) continue;
+                    fn(oc / ocg * icg + icl, ih, iw, w[((oc * icg + icl) * g.kh + kh) * g.kw + kw]);
+                  }
+                }
+            };
+            f(n, oc, oh, ow, taps);
+          }
+  }
+
+  Geometry g_;
+  bool has_bias_;
+  std::optional<EltwiseSpec> act_;
+  std::optional<std::vector<double>> known_w_, known_b_;
+  std::vector<double> w_now_, b_now_;  // runtime values of the current call
+};
+
+Tensor as_f32(const Tensor& t) { return t.dtype() == DType::f32 ? t : t.to_dtype(DType::f32); }
+
+dnnl::algorithm eltwise_algorithm(EltwiseSpec::Kind kind) {
+  switch (kind) {
+    case EltwiseSpec::relu: return dnnl::algorithm::eltwise_relu;
+    case EltwiseSpec::clip: return dnnl::algorithm::eltwise_clip_v2;
+    case EltwiseSpec::tanh: return dnnl::algorithm::eltwise_tanh;
+    case EltwiseSpec::elu: return dnnl::algorithm::eltwise_elu;
+    case EltwiseSpec::sigmoid: return dnnl::algorithm::eltwise_logistic;
+  }
+  return dnnl::algorithm::eltwise_relu;
+}
+
+// Puts a runtime W into the format a primitive wants, on every call. The packed buffer is
+// allocated once; its contents are rewritten each time. A plain format needs no copy at all.
+class RuntimeWeightReorder {
+ public:
+  RuntimeWeightReorder() = default;
+  RuntimeWeightReorder(const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) : plain_(plain) {
+    if (wanted == plain) return;
+    auto& eng = dnnl_util::cpu_engine();
+    packed_ = dnnl::memory(wanted, eng);
+    reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(eng, plain, eng, wanted));
+  }
+
+  // w: f32, plain. The result is valid until the next call.
+  dnnl::memory operator()(const Tensor& w) {
+    dnnl::memory src = dnnl_util::memory(plain_, w.raw());
+    if (!packed_) return src;
+    dnnl_util::execute(reorder_, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, packed_}});
+    return packed_;
+  }
+
+ private:
+  dnnl::memory::desc plain_;
+  dnnl::memory packed_;
+  dnnl::reorder reorder_;
+};
+
+// The f32 path on oneDNN. src and dst keep the layout the input arrives in.
+class DnnlConvKernel : public Kernel {
+ public:
+  DnnlConvKernel(const Geometry& g, Layout layout, const ConvParams& p, std::optional<EltwiseSpec> act,
+                 std::shared_ptr<PackedWeights> packed)
+      : has_bias_(p.has_bias), act_(act), packed_(std::move(packed)) {
+    using md = dnnl::memory::desc;
+    using tag = dnnl::memory::format_tag;
+    if (p.known_w) known_w_ = *p.known_w;
+    src_md_ = dnnl_util::desc({g.n, g.c, g.h, g.w}, layout);
+    dst_md_ = dnnl_util::desc({g.n, g.oc, g.oh, g.ow}, layout);
+    const auto f32 = dnnl::memory::data_type::f32;
+    dnnl::memory::dims wdims = g.group == 1 ? dnnl::memory::dims{g.oc, g.c, g.kh, g.kw}
+                                            : dnnl::memory::dims{g.group, g.oc / g.group, g.c / g.group, g.kh, g.kw};
+    plain_w_md_ = md(wdims, f32, g.group == 1 ? tag::oihw : tag::goihw);
+    any_w_md_ = md(wdims, f32, tag::any);
+    strides_ = {g.sh, g.sw};
+    dilates_ = {g.dh - 1, g.dw - 1};
+    pad_l_ = {g.pt, g.pl};
+    pad_r_ = {g.pb, g.pr};
+
+    dnnl::primitive_attr attr;
+    if (act_) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, eltwise_algorithm(act_->kind), act_->alpha, act_->beta);
+      attr.set_post_ops(ops);
+    }
+    if (has_bias_) bias_md_ = dnnl_util::desc({g.oc});
+    if (p.known_b) known_bias_ = p.known_b->to_dtype(DType::f32);
+    dnnl::convolution_forward::primitive_desc pd(forward_desc(dnnl::prop_kind::forward_inference), attr,
+                                                 dnnl_util::cpu_engine());
+    fwd_ = dnnl::convolution_forward(pd);
+    if (known_w_.defined()) fwd_weights_ = packed_get(pd.weights_desc());
+    else fwd_reorder_ = RuntimeWeightReorder(plain_w_md_, pd.weights_desc());
+  }
+
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
+    Tensor w32, b32;  // runtime W and B as f32, alive for this call
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl_util::memory(src_md_, in[0].raw())},
+                                               {DNNL_ARG_DST, dnnl_util::memory(dst_md_, out[0].raw())}};
+    if (known_w_.defined()) {
+      args[DNNL_ARG_WEIGHTS] = fwd_weights_;
+    } else {
+      w32 = as_f32(in[1]);
+      args[DNNL_ARG_WEIGHTS] = fwd_reorder_(w32);
+    }
+    if (has_bias_) {
+      b32 = known_bias_.defined() ? known_bias_ : as_f32(in[2]);
+      args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, b32.raw());
+    }
+    dnnl_util::execute(fwd_, args);
+  }
+
+  void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
+                const std::vector<Tensor>& d_in) override {
+    if (!d_in[0].defined()) return;
+    if (!d_out[0].defined()) return d_in[0].fill_zero();
+    prepare_backward();
+    Tensor gy = pre_activation_grad<float>(act_, out[0], d_out[0]);
+    Tensor w32 = known_w_.defined() ? Tensor() : as_f32(in[1]);
+    dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst_md_, gy.raw())},
+                              {DNNL_ARG_WEIGHTS, known_w_.defined() ? bwd_weights_ : bwd_reorder_(w32)},
+                              {DNNL_ARG_DIFF_SRC, dnnl_util::memory(src_md_, d_in[0].raw())}});
+  }
+
+ private:
+  dnnl::convolution_forward::desc forward_desc(dnnl::prop_kind kind) const {
+    if (has_bias_)
+      return {kind, dnnl::algorithm::convolution_direct, src_md_, any_w_md_, bias_md_, dst_md_, strides_, dilates_, pad_l_, pad_r_};
+    return {kind, dnnl::algorithm::convolution_direct, src_md_, any_w_md_, dst_md_, strides_, dilates_, pad_l_, pad_r_};
+  }
+
+  dnnl::memory packed_get(const dnnl::memory::desc& wanted) { return packed_->get(known_w_, plain_w_md_, wanted); }
+
+  // Built on the first backward, so inference-only plans never hold a second packed copy.
+  void prepare_backward() {
+    if (backward_ready_) return;
+    dnnl::convolution_forward::primitive_desc hint(forward_desc(dnnl::prop_kind::forward_training), dnnl_util::cpu_engine());
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src_md_, any_w_md_, dst_md_, strides_,
+                                            dilates_, pad_l_, pad_r_);
+    dnnl::convolution_backward_data::primitive_desc pd(d, dnnl_util::cpu_engine(), hint);
+    bwd_ = dnnl::convolution_backward_data(pd);
+    if (known_w_.defined()) bwd_weights_ = packed_get(pd.weights_desc());
+    else bwd_reorder_ = RuntimeWeightReorder(plain_w_md_, pd.weights_desc());
+    backward_ready_ = true;
+  }
+
+  bool has_bias_;
+  Tensor known_w_, known_bias_;  // undefined: read from the inputs on every call
+  std::optional<EltwiseSpec> act_;
+  std::shared_ptr<PackedWeights> packed_;
+  dnnl::memory::desc src_md_, dst_md_, plain_w_md_, any_w_md_, bias_md_;
+  dnnl::memory::dims strides_, dilates_, pad_l_, pad_r_;
+  dnnl::convolution_forward fwd_;
+  dnnl::memory fwd_weights_;
+  RuntimeWeightReorder fwd_reorder_;
+  bool backward_ready_ = false;
+  dnnl::convolution_backward_data bwd_;
+  dnnl::memory bwd_weights_;
+  RuntimeWeightReorder bwd_reorder_;
+};
+
+}  // namespace
+
+std::shared_ptr<PackedWeights> make_packed_weights() { return std::make_shared<PackedWeights>(); }
+
+std::unique_ptr<Kernel> make_reference_conv_kernel(const Geometry& g, const ConvParams& p,
+                                                   std::optional<EltwiseSpec> act) {
+  return std::make_unique<ReferenceConvKernel>(g, p, act);
+}
+
+std::unique_ptr<Kernel> make_dnnl_conv_kernel(const Geometry& g, Layout layout, const ConvParams& p,
+                                              std::optional<EltwiseSpec> act, std::shared_ptr<PackedWeights> packed) {
+  return std::make_unique<DnnlConvKernel>(g, layout, p, act, std::move(packed));
+}
+
+}  // namespace dermal::engine::ops::conv_detail
