@@ -25,6 +25,18 @@ std::string sniff_format(const std::string& path) {
 
 }  // namespace
 
+void find_logits(const engine::Graph& g, LoadedModel& m) {
+  if (g.outputs.empty()) throw Error(ErrorKind::invalid_model, "the model has no outputs");
+  const std::string& out = g.outputs[0].name;
+  m.logits = out;
+  m.output_is_probability = false;
+  const engine::Node* last = g.producer(out);
+  if (last && last->type == "Softmax" && !last->inputs.empty()) {
+    m.logits = last->inputs[0];
+    m.output_is_probability = true;
+  }
+}
+
 LoadedModel load_model(const std::string& path) {
   auto start = std::chrono::steady_clock::now();
   LoadedModel m;
@@ -38,6 +50,7 @@ LoadedModel load_model(const std::string& path) {
   m.metadata = info.metadata;
   m.removed_identities = engine::remove_identities(g);
   m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
+  find_logits(g, m);
   m.graph = std::make_shared<engine::Graph>(std::move(g));
   m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return m;

@@ -18,11 +18,17 @@ struct LoadedModel {
   std::string producer;  // e.g. "pytorch 1.13"
   int opset = 0;
   std::map<std::string, std::string> metadata;
+  // The tensor holding class logits. When the model ends in a softmax, its input: gradients for
+  // explanations must start from the logit, never from the saturating probability.
+  std::string logits;
+  bool output_is_probability = false;  // the graph's output is a softmax of `logits`
   int folded_batchnorms = 0;
   int removed_identities = 0;
   double load_ms = 0;
 };
 
 LoadedModel load_model(const std::string& path);
+// Sets m.logits / m.output_is_probability from the graph's first output (used by every importer).
+void find_logits(const engine::Graph& g, LoadedModel& m);
 
 }  // namespace dermal::formats
