@@ -10,5 +10,8 @@ namespace dermal::cli {
 using Command = std::function<int()>;
 
 Command add_inspect(CLI::App& app);
+Command add_predict(CLI::App& app);
+Command add_explain(CLI::App& app);
+Command add_eval(CLI::App& app);
 
 }  // namespace dermal::cli

@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(name, help);
     commands[sub] = adder(*sub);
   };
+  add(dermal::cli::add_predict, "predict", "Classify images: the most likely lesion types");
+  add(dermal::cli::add_explain, "explain", "Show which part of an image drove the answer (Grad-CAM family)");
+  add(dermal::cli::add_eval, "eval", "Measure a model on a labelled image folder");
   add(dermal::cli::add_inspect, "inspect", "Show a model's inputs, outputs, layers, shapes and memory plan");
   try {
     app.parse(argc, argv);
@@ -26,7 +29,8 @@ int main(int argc, char** argv) {
   } catch (const dermal::Error& e) {
     std::fprintf(stderr, "dermal: %s\n", e.what());
     switch (e.kind()) {
-      case dermal::ErrorKind::invalid_input: return 2;
+      case dermal::ErrorKind::invalid_input:
+      case dermal::ErrorKind::too_large: return 2;
       case dermal::ErrorKind::invalid_model:
       case dermal::ErrorKind::unsupported: return 3;
       case dermal::ErrorKind::internal: return 70;

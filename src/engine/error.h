@@ -14,6 +14,7 @@ enum class ErrorKind {
   invalid_model,   // the model file is malformed or inconsistent
   unsupported,     // well-formed, but uses an op, attribute or dtype we do not implement
   invalid_input,   // the caller passed something wrong (shape, name, value)
+  too_large,       // an input beyond a configured limit (file size, pixels): HTTP 413
   internal,        // a broken invariant: a bug in Dermal
 };
 

@@ -1,0 +1,67 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/dnnl_util.h"
+
+namespace dermal::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kDefaultModel = "mobilenet_v2_ham192.onnx";
+}
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("--model,-m", o.model, "Model file (.onnx); default: the bundled " + std::string(kDefaultModel));
+  app.add_option("--card", o.card, "Model card JSON (default: the model's sidecar .json or metadata)");
+  app.add_option("--threads", o.threads, "Compute threads (default: all cores)")->check(CLI::Range(1, 256));
+}
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("MODEL_PATH"); env && *env) return env;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  std::vector<fs::path> candidates;
+  if (!ec) {
+    fs::path dir = exe.parent_path();
+    candidates = {dir / "models", dir.parent_path() / "models", dir.parent_path() / "share" / "dermal" / "models"};
+  }
+  candidates.push_back(fs::current_path(ec) / "models");
+  for (const auto& c : candidates)
+    if (fs::exists(c / kDefaultModel, ec)) return (c / kDefaultModel).string();
+  throw Error(ErrorKind::invalid_input, std::string("no model given and the bundled ") + kDefaultModel +
+                                            " was not found: pass --model or set MODEL_PATH");
+}
+
+std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
+  if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
+  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card);
+}
+
+std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error(ErrorKind::invalid_input, "'" + path + "' is not a readable file");
+  const auto size = fs::file_size(path, ec);
+  if (ec) throw Error(ErrorKind::invalid_input, "cannot read '" + path + "'");
+  if (size > max_bytes)
+    throw Error(ErrorKind::too_large, "'" + path + "' is " + std::to_string(size) + " bytes; the limit is " +
+                                          std::to_string(max_bytes));
+  std::ifstream f(path, std::ios::binary);
+  std::vector<uint8_t> bytes(size);
+  if (!f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+    throw Error(ErrorKind::invalid_input, "cannot read '" + path + "'");
+  return bytes;
+}
+
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f || !f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+    throw Error(ErrorKind::invalid_input, "cannot write '" + path + "'");
+}
+
+}  // namespace dermal::cli

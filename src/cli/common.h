@@ -1,0 +1,28 @@
+// What the subcommands share: finding the default model, reading files within limits, loading
+// the classifier with the options every command takes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "explain/classifier.h"
+
+namespace dermal::cli {
+
+struct ModelOptions {
+  std::string model;  // empty: the bundled default
+  std::string card;   // empty: beside the model
+  int threads = 0;    // 0: every core
+};
+
+void add_model_options(CLI::App& app, ModelOptions& o);
+// MODEL_PATH, then models/ beside the executable (build tree or install), then ./models.
+std::string default_model_path();
+std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o);
+// The whole file, refused when larger than max_bytes (before reading it).
+std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
+
+}  // namespace dermal::cli

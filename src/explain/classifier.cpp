@@ -1,0 +1,304 @@
+#include "explain/classifier.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "engine/executor.h"
+#include "vision/normalize.h"
+#include "vision/resize.h"
+
+namespace dermal::explain {
+
+using engine::DType;
+using engine::Executor;
+using engine::PlanOptions;
+using engine::Shape;
+using engine::Tensor;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+vision::Preprocess to_vision(const formats::PreprocessSpec& s) {
+  vision::Preprocess p;
+  p.width = s.width;
+  p.height = s.height;
+  p.resize = s.resize == "nearest" ? vision::ResizeMode::nearest
+             : s.resize == "area"  ? vision::ResizeMode::area
+                                   : vision::ResizeMode::bilinear;
+  p.keep_aspect_crop = s.keep_aspect;
+  p.scale = s.scale;
+  p.mean = s.mean;
+  p.std = s.std;
+  p.bgr = s.bgr;
+  p.nhwc = s.nhwc;
+  return p;
+}
+
+// Mirrors an input tensor ([1,3,H,W] or [1,H,W,3]) left-right.
+Tensor flip_width(const Tensor& t, bool nhwc) {
+  Tensor out = t.clone();
+  const Shape& s = t.shape();
+  const int64_t rows = nhwc ? s[1] : s[1] * s[2], width = nhwc ? s[2] : s[3], pixel = nhwc ? s[3] : 1;
+  const float* src = t.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t c = 0; c < pixel; ++c)
+        dst[(r * width + x) * pixel + c] = src[(r * width + (width - 1 - x)) * pixel + c];
+  return out;
+}
+
+void flip_map_width(std::vector<float>& map, int width, int height) {
+  for (int y = 0; y < height; ++y) std::reverse(map.begin() + y * width, map.begin() + (y + 1) * width);
+}
+
+}  // namespace
+
+// Executors planned once and reused: one for predictions, one per explained layer.
+struct Classifier::Plans {
+  std::unique_ptr<Executor> predict;
+  std::map<std::string, std::unique_ptr<Executor>> explain;  // by layer
+  std::unique_ptr<Executor> batch;                           // Score-CAM's masked forwards
+  int batch_size = 0;
+  std::vector<engine::TensorPlanInfo> tensors;               // every tensor, graph order
+};
+
+Classifier::~Classifier() = default;
+
+std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path) {
+  std::unique_ptr<Classifier> c(new Classifier());
+  c->model_ = formats::load_model(model_path);
+  c->card_ = card_path.empty() ? formats::load_model_card(model_path, c->model_)
+                               : formats::load_model_card_file(card_path, c->model_);
+  c->plans_ = std::make_unique<Plans>();
+  PlanOptions opts;
+  const auto& p = c->card_.preprocess;
+  opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+  c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
+  c->plans_->tensors = c->plans_->predict->tensor_infos();
+  c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
+  return c;
+}
+
+vision::Image Classifier::decode(const uint8_t* bytes, size_t size, Timings& timings) const {
+  auto start = Clock::now();
+  vision::Image img = vision::decode_image(bytes, size, limits_);
+  timings["decode"] = ms_since(start);
+  return img;
+}
+
+Tensor Classifier::input_tensor(const vision::Image& image) const {
+  return vision::to_input_tensor(image, to_vision(card_.preprocess));
+}
+
+Prediction Classifier::to_prediction(const Tensor& logits_tensor) const {
+  Prediction p;
+  p.logits = logits_tensor.to_doubles();
+  if (p.logits.size() != card_.labels.size())
+    throw Error(ErrorKind::internal, "the model gave " + std::to_string(p.logits.size()) + " logits for " +
+                                         std::to_string(card_.labels.size()) + " labels");
+  const double t = card_.temperature;
+  const double top = *std::max_element(p.logits.begin(), p.logits.end());
+  double sum = 0;
+  for (double l : p.logits) {
+    p.probabilities.push_back(std::exp((l - top) / t));
+    sum += p.probabilities.back();
+  }
+  for (double& v : p.probabilities) v /= sum;
+  for (size_t i = 0; i < p.logits.size(); ++i) {
+    const auto& label = card_.labels[i];
+    p.ranked.push_back({static_cast<int>(i), label.code, label.name, label.malignant, p.probabilities[i], p.logits[i]});
+  }
+  std::stable_sort(p.ranked.begin(), p.ranked.end(),
+                   [](const ClassScore& a, const ClassScore& b) { return a.probability > b.probability; });
+  return p;
+}
+
+Prediction Classifier::predict(const vision::Image& image, Timings& timings) {
+  auto start = Clock::now();
+  Tensor x = input_tensor(image);
+  timings["preprocess"] = ms_since(start);
+  std::lock_guard<std::mutex> lock(mutex_);
+  start = Clock::now();
+  Executor& ex = *plans_->predict;
+  ex.set_input(card_.input_name, x);
+  ex.forward();
+  Prediction p = to_prediction(ex.get(model_.logits));
+  timings["infer"] = ms_since(start);
+  return p;
+}
+
+std::string Classifier::resolve_layer(const std::string& request) const {
+  const auto& tensors = plans_->tensors;
+  const engine::Graph& g = *model_.graph;
+  auto spatial = [](const engine::TensorPlanInfo& t) {
+    const Shape& s = t.info.shape;
+    return !t.known && s.size() == 4 && s[2] > 1 && s[3] > 1;
+  };
+  if (request.empty() || request == "auto") {
+    // The last spatial tensor the logits depend on: what global pooling (or flattening) reads.
+    std::set<std::string> ancestors{model_.logits};
+    for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
+      bool feeds = std::any_of(it->outputs.begin(), it->outputs.end(), [&](const std::string& o) { return ancestors.count(o); });
+      if (feeds) ancestors.insert(it->inputs.begin(), it->inputs.end());
+    }
+    for (auto it = tensors.rbegin(); it != tensors.rend(); ++it)
+      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name)) return it->name;
+    throw Error(ErrorKind::unsupported, "the model has no spatial layer (H and W > 1) to explain");
+  }
+  for (const auto& t : tensors)
+    if (t.name == request) {
+      if (!spatial(t))
+        throw Error(ErrorKind::invalid_input, "layer '" + request + "' has shape " + engine::shape_str(t.info.shape) +
+                                                  ": a class activation map needs a [N,C,H,W] activation");
+      return request;
+    }
+  for (const auto& n : g.nodes)
+    if (n.name == request && !n.outputs.empty()) return resolve_layer(n.outputs[0]);
+  std::string close;
+  int shown = 0;
+  for (const auto& t : tensors)
+    if (spatial(t) && t.name.find(request) != std::string::npos && shown++ < 5) close += "\n  " + t.name;
+  throw Error(ErrorKind::invalid_input, "no layer named '" + request + "'" +
+                                            (close.empty() ? std::string(" (dermal inspect lists them)") : "; did you mean:" + close));
+}
+
+int Classifier::resolve_class(const std::string& target, const Prediction& p) const {
+  if (target.empty() || target == "top") return p.ranked.front().index;
+  for (size_t i = 0; i < card_.labels.size(); ++i)
+    if (card_.labels[i].code == target) return static_cast<int>(i);
+  if (std::all_of(target.begin(), target.end(), ::isdigit) && target.size() < 6) {
+    int index = std::stoi(target);
+    if (index < static_cast<int>(card_.labels.size())) return index;
+  }
+  std::string codes;
+  for (const auto& l : card_.labels) codes += (codes.empty() ? "" : ", ") + l.code;
+  throw Error(ErrorKind::invalid_input, "unknown class '" + target + "' (one of: top, " + codes + ")");
+}
+
+std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activation, int class_index, int batch) {
+  const bool nhwc = card_.preprocess.nhwc;
+  const Shape& xs = x.shape();
+  const int64_t H = nhwc ? xs[1] : xs[2], W = nhwc ? xs[2] : xs[3];
+  const Shape& as = activation.shape();
+  const int64_t C = as[1], h = as[2], w = as[3];
+  batch = std::max(1, std::min<int>(batch, static_cast<int>(C)));
+  if (!plans_->batch || plans_->batch_size != batch) {
+    PlanOptions opts;
+    opts.input_shapes[card_.input_name] = nhwc ? Shape{batch, H, W, 3} : Shape{batch, 3, H, W};
+    plans_->batch = std::make_unique<Executor>(model_.graph, opts);
+    plans_->batch_size = batch;
+  }
+  const int64_t plane = H * W, image = 3 * plane;
+  const float* a = activation.data<float>();
+  const float* xp = x.data<float>();
+  std::vector<float> weights(static_cast<size_t>(C), 0.f);
+  Tensor masked = Tensor::zeros(DType::f32, plans_->batch->info(card_.input_name).shape);
+  for (int64_t k0 = 0; k0 < C; k0 += batch) {
+    const int64_t n = std::min<int64_t>(batch, C - k0);
+    std::vector<bool> flat(static_cast<size_t>(n), false);
+    for (int64_t b = 0; b < n; ++b) {
+      vision::FloatMap m{static_cast<int>(w), static_cast<int>(h), std::vector<float>(a + (k0 + b) * h * w, a + (k0 + b + 1) * h * w)};
+      vision::FloatMap up = vision::upsample_bilinear(m, static_cast<int>(W), static_cast<int>(H));
+      auto [lo, hi] = std::minmax_element(up.values.begin(), up.values.end());
+      const float min = *lo, range = *hi - *lo;
+      flat[b] = range == 0;
+      float* dst = masked.data<float>() + b * image;
+      for (int64_t i = 0; i < plane; ++i) {
+        const float mask = flat[b] ? 0.f : (up.values[i] - min) / range;
+        for (int64_t c = 0; c < 3; ++c) {
+          const int64_t at = nhwc ? i * 3 + c : c * plane + i;
+          dst[at] = xp[at] * mask;
+        }
+      }
+    }
+    Executor& ex = *plans_->batch;
+    ex.set_input(card_.input_name, masked);
+    ex.forward();
+    Tensor logits = ex.get(model_.logits);
+    const int64_t classes = logits.numel() / batch;
+    for (int64_t b = 0; b < n; ++b) {
+      if (flat[b]) continue;  // a constant channel masks nothing: the reference skips it too
+      const float* l = logits.data<float>() + b * classes;
+      const float top = *std::max_element(l, l + classes);
+      double sum = 0;
+      for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(l[c] - top));
+      weights[k0 + b] = static_cast<float>(std::exp(static_cast<double>(l[class_index] - top)) / sum);
+    }
+  }
+  return weighted_cam(activation, weights);
+}
+
+Explanation Classifier::explain(const vision::Image& image, const ExplainRequest& request, Timings& timings) {
+  auto start = Clock::now();
+  Tensor x = input_tensor(image);
+  timings["preprocess"] = ms_since(start);
+  const std::string layer = resolve_layer(request.layer == "auto" ? card_.explain_layer : request.layer);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto planned = plans_->explain.find(layer);
+  if (planned == plans_->explain.end()) {
+    if (plans_->explain.size() >= 4) plans_->explain.clear();  // bound the plans callers can make us hold
+    PlanOptions opts;
+    const auto& p = card_.preprocess;
+    opts.input_shapes[card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+    opts.keep = {layer};
+    opts.backward_from = {model_.logits};
+    opts.backward_to = {layer};
+    planned = plans_->explain.emplace(layer, std::make_unique<Executor>(model_.graph, opts)).first;
+  }
+  Executor& ex = *planned->second;
+
+  Explanation e;
+  e.method = cam_method_name(request.method);
+  e.layer = layer;
+  // One pass: the map for input `in`, the prediction when asked.
+  auto map_for = [&](const Tensor& in, Prediction* prediction, double& infer_ms) {
+    auto t0 = Clock::now();
+    ex.set_input(card_.input_name, in);
+    ex.forward();
+    Tensor logits = ex.get(model_.logits);
+    Tensor activation = ex.get(layer);
+    infer_ms += ms_since(t0);
+    if (prediction) {
+      *prediction = to_prediction(logits);
+      e.class_index = resolve_class(request.target, *prediction);
+    }
+    if (request.method == CamMethod::eigencam) return eigen_cam(activation);
+    if (request.method == CamMethod::scorecam) return score_cam(in, activation, e.class_index, request.score_cam_batch);
+    Tensor seed = Tensor::zeros(DType::f32, logits.shape());
+    seed.data<float>()[e.class_index] = 1.f;  // the logit, never the softmax
+    Tensor grad = ex.backward(model_.logits, seed, {layer})[0];
+    return cam_from_gradients(request.method, activation, grad);
+  };
+  double infer_ms = 0;
+  start = Clock::now();
+  std::vector<float> cam = map_for(x, &e.prediction, infer_ms);
+  const Shape& as = ex.info(layer).shape;
+  e.grid_height = static_cast<int>(as[2]);
+  e.grid_width = static_cast<int>(as[3]);
+  if (request.aug_smooth) {
+    std::vector<float> flipped = map_for(flip_width(x, card_.preprocess.nhwc), nullptr, infer_ms);
+    flip_map_width(flipped, e.grid_width, e.grid_height);
+    for (size_t i = 0; i < cam.size(); ++i) cam[i] = 0.5f * (cam[i] + flipped[i]);
+  }
+  normalize01(cam);
+  e.cam = cam;
+  e.class_code = card_.labels[e.class_index].code;
+  timings["infer"] = infer_ms;
+  timings["explain"] = ms_since(start) - infer_ms;
+  start = Clock::now();
+  e.heatmap = vision::upsample_bilinear(vision::FloatMap{e.grid_width, e.grid_height, e.cam}, image.width, image.height);
+  timings["explain"] += ms_since(start);
+  return e;
+}
+
+size_t Classifier::planned_activation_bytes() const { return plans_->predict->stats().arena_bytes; }
+
+}  // namespace dermal::explain

@@ -1,0 +1,97 @@
+// The one path every front end (CLI, HTTP API, web page) takes: image bytes in; class
+// probabilities and, on request, a class activation map out, with the time each stage took.
+//
+//   auto clf = explain::Classifier::load("models/mobilenet_v2_ham192.onnx");
+//   vision::Image img = clf->decode(bytes, timings);
+//   explain::Prediction p = clf->predict(img, timings);
+//   explain::ExplainRequest req;            // Grad-CAM, auto layer, top class
+//   explain::Explanation e = clf->explain(img, req, timings);
+//   // e.cam: the map at the layer's resolution, in [0, 1]; e.heatmap: upsampled to the image.
+//
+// Methods are serialised: one inference at a time on all the cores oneDNN is given.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "explain/cam.h"
+#include "formats/model_card.h"
+#include "vision/decode.h"
+#include "vision/image.h"
+
+namespace dermal::explain {
+
+using Timings = std::map<std::string, double>;  // stage -> milliseconds
+
+struct ClassScore {
+  int index = 0;
+  std::string code, name;
+  bool malignant = false;
+  double probability = 0;
+  double logit = 0;
+};
+
+struct Prediction {
+  std::vector<double> logits;
+  std::vector<double> probabilities;  // softmax(logits / temperature), in label order
+  std::vector<ClassScore> ranked;     // every class, most probable first
+};
+
+struct ExplainRequest {
+  CamMethod method = CamMethod::gradcam;
+  std::string layer = "auto";         // "auto", a tensor name or a node name
+  std::string target = "top";         // "top", a label code, or a class index
+  bool aug_smooth = false;            // average with the maps of the flipped image
+  int score_cam_batch = 32;           // masked images per forward (Score-CAM)
+};
+
+struct Explanation {
+  Prediction prediction;
+  std::string method;
+  std::string layer;                  // the tensor the map was computed on
+  int class_index = 0;
+  std::string class_code;
+  int grid_width = 0, grid_height = 0;
+  std::vector<float> cam;             // grid_height x grid_width, in [0, 1]
+  vision::FloatMap heatmap;           // the cam upsampled to the original image, in [0, 1]
+};
+
+class Classifier {
+ public:
+  // card_path empty: the sidecar beside the model, then its metadata, then defaults.
+  static std::unique_ptr<Classifier> load(const std::string& model_path, const std::string& card_path = "");
+  ~Classifier();
+
+  vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings) const;
+  Prediction predict(const vision::Image& image, Timings& timings);
+  Explanation explain(const vision::Image& image, const ExplainRequest& request, Timings& timings);
+
+  // The tensor a layer request resolves to ("auto": the last spatial tensor before global
+  // pooling). Throws invalid_input naming close matches when the name is unknown.
+  std::string resolve_layer(const std::string& request) const;
+  int resolve_class(const std::string& target, const Prediction& p) const;
+
+  const formats::ModelCard& card() const { return card_; }
+  const formats::LoadedModel& model() const { return model_; }
+  vision::DecodeLimits& limits() { return limits_; }
+  size_t planned_activation_bytes() const;
+
+ private:
+  Classifier() = default;
+  struct Plans;
+  engine::Tensor input_tensor(const vision::Image& image) const;
+  Prediction to_prediction(const engine::Tensor& logits) const;
+  std::vector<float> score_cam(const engine::Tensor& input, const engine::Tensor& activation, int class_index,
+                               int batch);
+
+  formats::LoadedModel model_;
+  formats::ModelCard card_;
+  vision::DecodeLimits limits_;
+  std::unique_ptr<Plans> plans_;
+  std::mutex mutex_;
+};
+
+}  // namespace dermal::explain

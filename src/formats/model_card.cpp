@@ -1,0 +1,197 @@
+#include "formats/model_card.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/executor.h"
+
+namespace dermal::formats {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad_card(const std::string& source, const std::string& what) {
+  throw Error(ErrorKind::invalid_model, "model card " + source + ": " + what);
+}
+
+std::array<double, 3> triple(const json& j, const std::string& source, const char* field) {
+  if (!j.is_array() || j.size() != 3) bad_card(source, std::string(field) + " must be a list of 3 numbers");
+  std::array<double, 3> out{};
+  for (size_t i = 0; i < 3; ++i) {
+    if (!j[i].is_number()) bad_card(source, std::string(field) + " must be a list of 3 numbers");
+    out[i] = j[i].get<double>();
+  }
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error(ErrorKind::invalid_model, "cannot open model card '" + path + "'");
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+void apply_preprocess_mode(PreprocessSpec& spec, const std::string& mode) {
+  if (mode == "caffe") {  // Keras ResNet50, VGG: BGR, ImageNet means subtracted, no scaling
+    spec.bgr = true;
+    spec.scale = 1.0;
+    spec.mean = {103.939, 116.779, 123.68};
+    spec.std = {1, 1, 1};
+  } else if (mode == "tf") {  // MobileNet, Xception, Inception: x / 127.5 - 1
+    spec.bgr = false;
+    spec.scale = 1.0 / 127.5;
+    spec.mean = {1, 1, 1};
+    spec.std = {1, 1, 1};
+  } else if (mode == "torch") {  // DenseNet and PyTorch models: x / 255 then ImageNet mean/std
+    spec.bgr = false;
+    spec.scale = 1.0 / 255.0;
+    spec.mean = {0.485, 0.456, 0.406};
+    spec.std = {0.229, 0.224, 0.225};
+  } else if (mode == "raw") {  // EfficientNet and models with Rescaling inside: 0-255 as is
+    spec.bgr = false;
+    spec.scale = 1.0;
+    spec.mean = {0, 0, 0};
+    spec.std = {1, 1, 1};
+  } else {
+    throw Error(ErrorKind::invalid_input, "unknown preprocessing mode '" + mode + "' (caffe, tf, torch or raw)");
+  }
+}
+
+ModelCard parse_model_card(const std::string& text, const std::string& source) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) bad_card(source, "is not a JSON object");
+  ModelCard card;
+  card.source = source;
+  card.name = j.value("name", "");
+  card.description = j.value("description", "");
+  card.license = j.value("license", "");
+  if (!j.contains("labels") || !j["labels"].is_array() || j["labels"].empty()) bad_card(source, "needs a non-empty 'labels' list");
+  for (const auto& l : j["labels"]) {
+    LabelInfo info;
+    if (l.is_string()) {
+      info.code = info.name = l.get<std::string>();
+    } else if (l.is_object() && l.contains("code") && l["code"].is_string()) {
+      info.code = l["code"].get<std::string>();
+      info.name = l.value("name", info.code);
+      info.malignant = l.value("malignant", false);
+    } else {
+      bad_card(source, "each label must be a string or {code, name, malignant}");
+    }
+    card.labels.push_back(info);
+  }
+  if (j.contains("input")) {
+    const json& in = j["input"];
+    card.input_name = in.value("name", "");
+    card.preprocess.width = in.value("width", 0);
+    card.preprocess.height = in.value("height", 0);
+    std::string layout = in.value("layout", "nchw");
+    if (layout != "nchw" && layout != "nhwc") bad_card(source, "input.layout must be nchw or nhwc");
+    card.preprocess.nhwc = layout == "nhwc";
+  }
+  if (j.contains("preprocess")) {
+    const json& p = j["preprocess"];
+    PreprocessSpec& s = card.preprocess;
+    if (p.contains("mode")) {
+      try {
+        apply_preprocess_mode(s, p["mode"].get<std::string>());
+      } catch (const Error& e) {
+        bad_card(source, e.what());
+      }
+    }
+    s.resize = p.value("resize", s.resize);
+    if (s.resize != "bilinear" && s.resize != "area" && s.resize != "nearest")
+      bad_card(source, "preprocess.resize must be bilinear, area or nearest");
+    s.keep_aspect = p.value("keep_aspect", s.keep_aspect);
+    s.scale = p.value("scale", s.scale);
+    if (p.contains("mean")) s.mean = triple(p["mean"], source, "preprocess.mean");
+    if (p.contains("std")) s.std = triple(p["std"], source, "preprocess.std");
+    for (double v : s.std)
+      if (v == 0) bad_card(source, "preprocess.std must not contain 0");
+    std::string order = p.value("channel_order", s.bgr ? "bgr" : "rgb");
+    if (order != "rgb" && order != "bgr") bad_card(source, "preprocess.channel_order must be rgb or bgr");
+    s.bgr = order == "bgr";
+  }
+  if (j.contains("explain")) card.explain_layer = j["explain"].value("layer", "auto");
+  card.temperature = j.value("temperature", 1.0);
+  if (!(card.temperature > 0)) bad_card(source, "temperature must be positive");
+  if (j.contains("metrics")) card.metrics_json = j["metrics"].dump();
+  return card;
+}
+
+namespace {
+
+// Completes the card from the graph and checks the two agree.
+void reconcile(ModelCard& card, const LoadedModel& model) {
+  const engine::Graph& g = *model.graph;
+  if (g.inputs.empty()) throw Error(ErrorKind::invalid_model, "the model has no inputs");
+  const engine::ValueInfo* input = &g.inputs[0];
+  if (!card.input_name.empty()) {
+    input = nullptr;
+    for (const auto& in : g.inputs)
+      if (in.name == card.input_name) input = &in;
+    if (!input) bad_card(card.source, "input '" + card.input_name + "' is not an input of the model");
+  }
+  card.input_name = input->name;
+  if (input->shape.size() != 4)
+    throw Error(ErrorKind::unsupported, "input '" + input->name + "' has shape " + engine::shape_str(input->shape) +
+                                            ": an image model needs a 4-D input");
+  PreprocessSpec& p = card.preprocess;
+  // The layout: a 3 in the channel position of one layout and not the other decides it.
+  const engine::Shape& s = input->shape;
+  if (s[1] == 3 && s[3] != 3) p.nhwc = false;
+  if (s[3] == 3 && s[1] != 3) p.nhwc = true;
+  const int64_t h = p.nhwc ? s[1] : s[2], w = p.nhwc ? s[2] : s[3];
+  if (h > 0) {
+    if (p.height && p.height != h) bad_card(card.source, "input height " + std::to_string(p.height) + " but the model takes " + std::to_string(h));
+    p.height = static_cast<int>(h);
+  }
+  if (w > 0) {
+    if (p.width && p.width != w) bad_card(card.source, "input width " + std::to_string(p.width) + " but the model takes " + std::to_string(w));
+    p.width = static_cast<int>(w);
+  }
+  if (p.width <= 0 || p.height <= 0) bad_card(card.source, "the model's input size is dynamic: give input.width and input.height");
+  // Plan once to learn the number of logits.
+  engine::PlanOptions opts;
+  opts.input_shapes[input->name] = p.nhwc ? engine::Shape{1, p.height, p.width, 3} : engine::Shape{1, 3, p.height, p.width};
+  engine::Executor ex(model.graph, opts);
+  const engine::Shape& out = ex.info(model.logits).shape;
+  const int64_t classes = out.empty() ? 1 : out.back();
+  if (card.labels.empty()) {
+    for (int64_t i = 0; i < classes; ++i) card.labels.push_back({"class_" + std::to_string(i), "class " + std::to_string(i), false});
+  } else if (static_cast<int64_t>(card.labels.size()) != classes) {
+    bad_card(card.source, "lists " + std::to_string(card.labels.size()) + " labels but the model outputs " +
+                              std::to_string(classes) + " classes");
+  }
+  if (card.name.empty()) card.name = std::filesystem::path(card.source).stem().string();
+}
+
+}  // namespace
+
+ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model) {
+  ModelCard card = parse_model_card(read_text(card_path), card_path);
+  reconcile(card, model);
+  return card;
+}
+
+ModelCard load_model_card(const std::string& model_path, const LoadedModel& model) {
+  std::filesystem::path sidecar = std::filesystem::path(model_path).replace_extension(".json");
+  if (std::filesystem::exists(sidecar)) return load_model_card_file(sidecar.string(), model);
+  ModelCard card;
+  if (auto it = model.metadata.find("dermal_card"); it != model.metadata.end()) {
+    card = parse_model_card(it->second, model_path + " (metadata 'dermal_card')");
+  } else {
+    card.source = model_path + " (no card: generic labels, pixels scaled to 0-1)";
+  }
+  reconcile(card, model);
+  if (card.name.empty() || card.name.find('(') != std::string::npos)
+    card.name = std::filesystem::path(model_path).stem().string();
+  return card;
+}
+
+}  // namespace dermal::formats

@@ -1,0 +1,69 @@
+// The model card: what a classifier's outputs mean and how its input must be prepared. It comes
+// from a sidecar JSON beside the model (`x.onnx` + `x.json`), or from the ONNX metadata key
+// "dermal_card" holding the same JSON. A card whose label count differs from the model's
+// outputs is an error at load.
+//
+//   formats::LoadedModel m = formats::load_model("models/mobilenet_v2_ham192.onnx");
+//   formats::ModelCard card = formats::load_model_card("models/mobilenet_v2_ham192.onnx", m);
+//   card.labels[4].code == "mel";
+//
+// JSON fields (all but labels optional):
+//   labels: [{code, name, malignant}] or ["akiec", ...]
+//   input: {name, width, height, layout: "nchw" | "nhwc"}
+//   preprocess: {mode: "caffe" | "tf" | "torch" | "raw"} or {resize: "bilinear" | "area" |
+//     "nearest", keep_aspect, scale, mean[3], std[3], channel_order: "rgb" | "bgr"}:
+//     x = (pixel * scale - mean) / std, per channel
+//   explain: {layer: "auto" | tensor or node name}
+//   temperature: softmax temperature (probabilities = softmax(logits / T))
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "formats/model_loader.h"
+
+namespace dermal::formats {
+
+struct LabelInfo {
+  std::string code;  // "mel"
+  std::string name;  // "Melanoma"
+  bool malignant = false;
+};
+
+struct PreprocessSpec {
+  int width = 0, height = 0;
+  std::string resize = "bilinear";  // bilinear (antialiased when shrinking) | area | nearest
+  bool keep_aspect = false;         // resize the short side, then centre-crop
+  double scale = 1.0 / 255.0;
+  std::array<double, 3> mean{0, 0, 0};
+  std::array<double, 3> std{1, 1, 1};
+  bool bgr = false;
+  bool nhwc = false;
+};
+
+struct ModelCard {
+  std::string name;
+  std::string description;
+  std::string license;
+  std::string source;  // where the card came from: a file path, "onnx metadata" or "defaults"
+  std::vector<LabelInfo> labels;
+  std::string input_name;
+  PreprocessSpec preprocess;
+  std::string explain_layer = "auto";
+  double temperature = 1.0;
+  std::string metrics_json;  // as written in the card, for display
+};
+
+// Parses card JSON; `source` names it in error messages.
+ModelCard parse_model_card(const std::string& json_text, const std::string& source);
+// Applies a Keras preprocessing mode (caffe, tf, torch, raw) to spec.
+void apply_preprocess_mode(PreprocessSpec& spec, const std::string& mode);
+// Finds the card for a model (sidecar, then metadata, then defaults from the graph), fills what
+// the card leaves out from the graph (input name and size, layout) and checks it against the
+// model: label count = number of logits, input size = the graph's when fixed.
+ModelCard load_model_card(const std::string& model_path, const LoadedModel& model);
+// Same, with an explicit card file (--card).
+ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model);
+
+}  // namespace dermal::formats
