@@ -79,7 +79,7 @@ bool needs_gradient(CamMethod m) { return m != CamMethod::eigencam && m != CamMe
 
 std::vector<float> cam_from_gradients(CamMethod m, const Tensor& A, const Tensor& G) {
   Channels a = channels(A, "activation"), g = channels(G, "gradient");
-  if (a.c != g.c || a.hw != g.hw)
+  if (A.shape().back() != G.shape().back() || a.c != g.c || a.hw != g.hw)
     throw Error(ErrorKind::internal, "activation " + engine::shape_str(A.shape()) + " and gradient " +
                                          engine::shape_str(G.shape()) + " differ");
   std::vector<double> w(static_cast<size_t>(a.c), 0.0);
@@ -95,10 +95,11 @@ std::vector<float> cam_from_gradients(CamMethod m, const Tensor& A, const Tensor
         const float *ak = a.channel(k), *gk = g.channel(k);
         const double sum_a = std::accumulate(ak, ak + a.hw, 0.0);
         for (int64_t i = 0; i < a.hw; ++i) {
-          const double g1 = gk[i], g2 = g1 * g1, g3 = g2 * g1;
-          if (g1 == 0) continue;
-          const double alpha = g2 / (2 * g2 + sum_a * g3 + 1e-7);
-          w[k] += alpha * std::max(g1, 0.0);
+          // alpha = g^2 / (2 g^2 + sum_A g^3) = 1 / (2 + sum_A g) where g != 0. Cancelling
+          // exactly matters: real gradients are ~1e-4, so an epsilon here would dominate.
+          const double g1 = gk[i], den = 2 + sum_a * g1;
+          if (g1 == 0 || den == 0) continue;
+          w[k] += std::max(g1, 0.0) / den;
         }
       }
       return relu_weighted_sum(a, w);
@@ -151,8 +152,10 @@ std::vector<float> eigen_cam(const Tensor& A) {
       for (int64_t k = 0; k < a.c; ++k) s += x[i * a.c + k] * x[j * a.c + k];
       gram[i * n + j] = gram[j * n + i] = s;
     }
-  // Power iteration from a fixed start; converges to the dominant eigenvector.
-  std::vector<double> u(static_cast<size_t>(n), 1.0 / std::sqrt(static_cast<double>(n))), next(u.size());
+  // Power iteration from a fixed start; converges to the dominant eigenvector. (Not the
+  // constant vector: centring puts it in the Gram matrix's null space.)
+  std::vector<double> u(static_cast<size_t>(n)), next(u.size());
+  for (int64_t i = 0; i < n; ++i) u[i] = std::sin(1.0 + static_cast<double>(i));
   double lambda = 0;
   for (int iter = 0; iter < 1000; ++iter) {
     for (int64_t i = 0; i < n; ++i) {
@@ -172,7 +175,11 @@ std::vector<float> eigen_cam(const Tensor& A) {
     if (change < 1e-12) break;
   }
   const double sigma = std::sqrt(std::max(lambda, 0.0));
-  if (std::accumulate(u.begin(), u.end(), 0.0) < 0)
+  // The sign that correlates with the channel sum: the map points where the layer is active.
+  double corr = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < a.c; ++k) corr += u[i] * x[i * a.c + k];
+  if (corr < 0)
     for (double& v : u) v = -v;
   std::vector<float> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(sigma * u[i]);
@@ -189,7 +196,7 @@ void normalize01(std::vector<float>& map) {
   if (map.empty()) return;
   auto [lo, hi] = std::minmax_element(map.begin(), map.end());
   const float min = *lo, range = *hi - *lo;
-  for (float& v : map) v = (v - min) / (range + 1e-7f);
+  for (float& v : map) v = range > 0 ? (v - min) / range : 0.f;
 }
 
 }  // namespace dermal::explain

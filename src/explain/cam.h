@@ -5,8 +5,8 @@
 //   std::vector<float> cam = explain::cam_from_gradients(CamMethod::gradcam, A, G);
 //   explain::normalize01(cam);
 //
-// Score-CAM needs forward passes, so the classifier runs it (explain::score_cam_weights turns
-// the masked scores into the combination weights).
+// Score-CAM needs forward passes, so the classifier runs it and combines the channels with
+// weighted_cam.
 #pragma once
 
 #include <string>
@@ -33,8 +33,8 @@ bool needs_gradient(CamMethod m);  // false for Eigen-CAM and Score-CAM
 std::vector<float> cam_from_gradients(CamMethod m, const engine::Tensor& A, const engine::Tensor& G);
 
 // Eigen-CAM (Muhammad & Yeasin 2020): A as HW x C, centred per channel, projected on its first
-// principal component. The component's sign is arbitrary; we pick the one whose projection sums
-// positive, so the map points at what the layer responds to most.
+// principal component. The component's sign is arbitrary; we pick the one that correlates
+// positively with the channel sum, so the map points where the layer is most active.
 std::vector<float> eigen_cam(const engine::Tensor& A);
 
 // Score-CAM (Wang et al. 2020, as their reference implementation computes it): the weight of
@@ -44,7 +44,7 @@ std::vector<float> eigen_cam(const engine::Tensor& A);
 // relu(sum_k w_k A_k) for given channel weights.
 std::vector<float> weighted_cam(const engine::Tensor& A, const std::vector<float>& weights);
 
-// Scales to [0, 1] by (x - min) / (max - min + eps): an all-zero map stays zero, never NaN.
+// Scales to [0, 1] by (x - min) / (max - min); a constant map becomes all zeros, never NaN.
 void normalize01(std::vector<float>& map);
 
 }  // namespace dermal::explain

@@ -125,8 +125,12 @@ Prediction Classifier::predict(const vision::Image& image, Timings& timings) {
   auto start = Clock::now();
   Tensor x = input_tensor(image);
   timings["preprocess"] = ms_since(start);
+  return predict_input(x, timings);
+}
+
+Prediction Classifier::predict_input(const Tensor& x, Timings& timings) {
   std::lock_guard<std::mutex> lock(mutex_);
-  start = Clock::now();
+  auto start = Clock::now();
   Executor& ex = *plans_->predict;
   ex.set_input(card_.input_name, x);
   ex.forward();
@@ -240,6 +244,12 @@ Explanation Classifier::explain(const vision::Image& image, const ExplainRequest
   auto start = Clock::now();
   Tensor x = input_tensor(image);
   timings["preprocess"] = ms_since(start);
+  return explain_input(x, image.width, image.height, request, timings);
+}
+
+Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int heatmap_height,
+                                      const ExplainRequest& request, Timings& timings) {
+  auto start = Clock::now();
   const std::string layer = resolve_layer(request.layer == "auto" ? card_.explain_layer : request.layer);
   std::lock_guard<std::mutex> lock(mutex_);
   auto planned = plans_->explain.find(layer);
@@ -294,7 +304,7 @@ Explanation Classifier::explain(const vision::Image& image, const ExplainRequest
   timings["infer"] = infer_ms;
   timings["explain"] = ms_since(start) - infer_ms;
   start = Clock::now();
-  e.heatmap = vision::upsample_bilinear(vision::FloatMap{e.grid_width, e.grid_height, e.cam}, image.width, image.height);
+  e.heatmap = vision::upsample_bilinear(vision::FloatMap{e.grid_width, e.grid_height, e.cam}, heatmap_width, heatmap_height);
   timings["explain"] += ms_since(start);
   return e;
 }

@@ -68,6 +68,12 @@ class Classifier {
   vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings) const;
   Prediction predict(const vision::Image& image, Timings& timings);
   Explanation explain(const vision::Image& image, const ExplainRequest& request, Timings& timings);
+  // The same from an input tensor already prepared per the card ([1,3,H,W] or [1,H,W,3]); the
+  // heatmap is upsampled to heatmap_width x heatmap_height.
+  Prediction predict_input(const engine::Tensor& input, Timings& timings);
+  Explanation explain_input(const engine::Tensor& input, int heatmap_width, int heatmap_height,
+                            const ExplainRequest& request, Timings& timings);
+  engine::Tensor input_tensor(const vision::Image& image) const;
 
   // The tensor a layer request resolves to ("auto": the last spatial tensor before global
   // pooling). Throws invalid_input naming close matches when the name is unknown.
@@ -82,7 +88,6 @@ class Classifier {
  private:
   Classifier() = default;
   struct Plans;
-  engine::Tensor input_tensor(const vision::Image& image) const;
   Prediction to_prediction(const engine::Tensor& logits) const;
   std::vector<float> score_cam(const engine::Tensor& input, const engine::Tensor& activation, int class_index,
                                int batch);

@@ -12,12 +12,16 @@ SHARED/data/ham10000, preprocessed as SHARED/models/README.md says, and writes t
   <model>.logits.f32               [N,7]          logits
   <model>.<role>.activation.f32    [K,C,H,W]      activations of the chosen tensor
   <model>.<role>.gradient.f32      [K,7,C,H,W]    d logit[class] / d activation, every class
+  <model>.<role>.cam.<method>.f32  [M,H,W]        raw class activation maps (cam_methods.py) for
+                                                  the top class of the first M images (M = 20)
   manifest.json                    what is where (paths relative to OUT), plus a source hash
 
 Roles: "last" is the input of the final GlobalAveragePool (the Grad-CAM layer); "early" is the
 last residual-block output at twice that resolution. Both are found by walking the graph.
 All .f32 files are raw little-endian float32, C order. Values are computed in float64 (float32
-weights and input cast up) and rounded to float32 once, at the end.
+weights and input cast up) and rounded to float32 once, at the end. The maps: the gradient
+methods and Eigen-CAM from the float64 activations and autograd gradients of the top class's
+logit; Score-CAM (its masked forwards run in float32) for the first S images at "last" only.
 
 When OUT/manifest.json was made from the same scripts, arguments, models and images (a SHA-256
 over all of them is stored in it) and its files are all there, nothing is recomputed.
@@ -45,7 +49,10 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import onnx_torch  # noqa: E402
 
-SCRIPTS = [os.path.join(HERE, "make_model_reference.py"), os.path.join(HERE, "onnx_torch.py")]
+import cam_methods  # noqa: E402
+
+SCRIPTS = [os.path.join(HERE, name)
+           for name in ("make_model_reference.py", "onnx_torch.py", "cam_methods.py")]
 DEFAULT_MODELS = ["mobilenet_v2_ham192", "resnet18_ham192"]
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 SIZE = 192
@@ -53,6 +60,7 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 FLOAT32_TOLERANCE = 1e-4  # max |float32 run - float64 run| allowed on the logits
 CHUNK = 10                # images per forward pass (bounds memory)
+SCORE_CAM_BATCH = 32      # masked images per forward pass (Score-CAM)
 
 
 def parse_args():
@@ -62,6 +70,11 @@ def parse_args():
     p.add_argument("--images", type=int, default=50, help="test images for logits (N)")
     p.add_argument("--grad-images", type=int, default=4,
                    help="of those, how many get activations and gradients (K)")
+    p.add_argument("--cam-images", type=int, default=20,
+                   help="of those, how many get class activation maps of their top class (M)")
+    p.add_argument("--score-cam-images", type=int, default=1,
+                   help="of the M, how many get a Score-CAM at the last layer (S; one masked "
+                        "forward per channel)")
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                    help="model names (SHARED/models/<name>.onnx)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
@@ -70,6 +83,8 @@ def parse_args():
     a = p.parse_args()
     if a.images < 1 or not 0 <= a.grad_images <= a.images:
         p.error("need --images >= 1 and 0 <= --grad-images <= --images")
+    if not 0 <= a.score_cam_images <= a.cam_images <= a.images:
+        p.error("need 0 <= --score-cam-images <= --cam-images <= --images")
     return a
 
 
@@ -110,6 +125,7 @@ def source_hash(args, shared, model_paths, image_paths):
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     h.update(json.dumps({"shared": shared, "images": args.images, "grad_images": args.grad_images,
+                         "cam_images": args.cam_images, "score_cam_images": args.score_cam_images,
                          "models": args.models}, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -127,6 +143,7 @@ def up_to_date(out, digest):
         entries.append(model["logits"])
         for layer in model["layers"]:
             entries += [layer[key] for key in ("activation", "gradient") if key in layer]
+            entries += [e for e in layer.get("cams", {}).values() if isinstance(e, dict)]
     for e in entries:
         path = os.path.join(out, e["file"])
         if not os.path.isfile(path) or os.path.getsize(path) != 4 * int(np.prod(e["shape"])):
@@ -180,6 +197,46 @@ def forward_logits(net, inputs, name_in, name_out):
                 for s in range(0, len(inputs), CHUNK)]
 
 
+def class_activation_maps(out, prefix, acts, grads, classes, net32, inputs, score_images):
+    """The raw maps of every method for images [0, M): acts, grads [M, C, H, W] float64 (grads
+    of each image's top-class logit). Score-CAM for the first score_images when net32 is given.
+    -> the manifest's "cams" entry."""
+    cams = {"images": len(classes), "classes": classes}
+
+    def save(method, maps):
+        file = "%s.cam.%s.f32" % (prefix, method.replace("+", "p"))
+        return save_f32(out, file, np.stack(maps))
+
+    for method, fn in cam_methods.GRADIENT_METHODS.items():
+        cams[method] = save(method, [fn(a, g) for a, g in zip(acts, grads)])
+    cams["eigencam"] = save("eigencam", [cam_methods.eigen_cam(a) for a in acts])
+    if net32 is not None and score_images > 0:
+        name_in, name_out = net32.input_names[0], net32.output_names[0]
+
+        def probabilities(batch):
+            x = torch.from_numpy(batch).float().contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                return torch.softmax(net32.run({name_in: x})[name_out].double(), dim=1).numpy()
+
+        maps, weights = [], []
+        for i in range(score_images):
+            cam, w = cam_methods.score_cam(probabilities, inputs[i].double().numpy(), acts[i],
+                                           classes[i], SCORE_CAM_BATCH)
+            maps.append(cam)
+            weights.append(w)
+        cams["scorecam"] = dict(save("scorecam", maps), images=score_images)
+        cams["scorecam_weights"] = save("scorecam_weights", weights)
+    return cams
+
+
+def channels_last(net):
+    """Store the 4-D weights channels-last: float32 convolutions run about 1.5x faster, which
+    matters for Score-CAM's thousand masked forwards. The values are unchanged."""
+    for key, t in net.initializers.items():
+        if t.dim() == 4:
+            net.initializers[key] = t.contiguous(memory_format=torch.channels_last)
+
+
 def process_model(args, out, name, path, inputs, labels):
     t0 = time.time()
     model = onnx.load(path)
@@ -196,30 +253,44 @@ def process_model(args, out, name, path, inputs, labels):
     del traced
     chosen = choose_layers(model, shapes)
 
-    # Float64: the first K images with autograd on (their logits are reused), the rest without.
-    k = args.grad_images
+    # Float64: the first max(K, M) images with autograd on (their logits are reused), the rest
+    # without. Images are independent (no batch statistics), so the gradient of a batch sum is
+    # each image's own gradient.
+    k, m = args.grad_images, args.cam_images
     roles = ["last", "early"]
-    head = []
-    if k > 0:
-        keep = [chosen[r][0] for r in roles]
-        res = net64.run({name_in: inputs[:k]}, keep=keep)
-        logits, acts = res[name_out], [res[t] for t in keep]
-        head = [logits.detach()]
-        grads = [[], []]
-        for c in range(len(CLASSES)):
-            # Images are independent (no batch statistics), so the batch sum's gradient is
-            # each image's own d logit[c] / d activation.
-            g = torch.autograd.grad(logits[:, c].sum(), acts, retain_graph=c + 1 < len(CLASSES))
-            for j in range(len(acts)):
-                grads[j].append(g[j].detach())
-        del res, logits
-    logits64 = torch.cat(head + forward_logits(net64, inputs[k:], name_in, name_out))
+    keep = [chosen[r][0] for r in roles]
+    head, acts, grads, top_grads = [], [[], []], [[], []], [[], []]
+    for s in range(0, max(k, m), CHUNK):
+        e = min(s + CHUNK, max(k, m))
+        res = net64.run({name_in: inputs[s:e]}, keep=keep)
+        logits, act = res[name_out], [res[t] for t in keep]
+        head.append(logits.detach())
+        for j in range(len(roles)):
+            acts[j].append(act[j].detach())
+        rows = min(k, e) - s  # rows of this chunk that get every class's gradient
+        if rows > 0:
+            per_class = [[], []]
+            for c in range(len(CLASSES)):
+                g = torch.autograd.grad(logits[:rows, c].sum(), act, retain_graph=True)
+                for j in range(len(roles)):
+                    per_class[j].append(g[j][:rows].detach())
+            for j in range(len(roles)):
+                grads[j].append(torch.stack(per_class[j], dim=1))
+        rows = min(m, e) - s  # rows that get maps: d logit[top class] / d activation
+        if rows > 0:
+            top = logits[:rows].detach().argmax(1, keepdim=True)
+            g = torch.autograd.grad(logits[:rows].gather(1, top).sum(), act)
+            for j in range(len(roles)):
+                top_grads[j].append(g[j][:rows].detach())
+        del res, logits, act
+    logits64 = torch.cat(head + forward_logits(net64, inputs[max(k, m):], name_in, name_out))
     logits32 = torch.cat(forward_logits(net32, inputs, name_in, name_out))
     diff = (logits32.double() - logits64).abs().max().item()
     if diff > FLOAT32_TOLERANCE:
         raise SystemExit("%s: float32 and float64 logits differ by %.3g > %g"
                          % (name, diff, FLOAT32_TOLERANCE))
     accuracy = (logits64.argmax(1).numpy() == np.array(labels)).mean()
+    channels_last(net32)
 
     entry = {"name": name, "file": path, "input": name_in, "output": name_out,
              "logits": save_f32(out, name + ".logits.f32", logits64.numpy()),
@@ -230,9 +301,16 @@ def process_model(args, out, name, path, inputs, labels):
                  "grad_images": k}
         if k > 0:
             layer["activation"] = save_f32(out, "%s.%s.activation.f32" % (name, role),
-                                           acts[j].detach().numpy())
+                                           torch.cat(acts[j])[:k].numpy())
             layer["gradient"] = save_f32(out, "%s.%s.gradient.f32" % (name, role),
-                                         torch.stack(grads[j], dim=1).numpy())
+                                         torch.cat(grads[j]).numpy())
+        if m > 0:
+            act = torch.cat(acts[j])[:m].numpy()
+            scores = net32 if role == "last" and args.score_cam_images > 0 else None
+            layer["cams"] = class_activation_maps(out, "%s.%s" % (name, role), act,
+                                                  torch.cat(top_grads[j]).numpy(),
+                                                  logits64[:m].argmax(1).tolist(), scores,
+                                                  inputs, args.score_cam_images)
         entry["layers"].append(layer)
     entry["seconds"] = round(time.time() - t0, 2)
     return entry
@@ -274,6 +352,10 @@ def main():
         for layer in e["layers"]:
             print("    %-5s %-9s %-14s %s" % (layer["role"], layer["op"],
                                              "x".join(map(str, layer["shape"])), layer["tensor"]))
+        cams = e["layers"][0].get("cams")
+        if cams:
+            print("    maps of %d images (Score-CAM: %d)"
+                  % (cams["images"], cams["scorecam"]["images"] if "scorecam" in cams else 0))
     tmp = os.path.join(out, "manifest.json.tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)

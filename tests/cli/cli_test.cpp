@@ -1,0 +1,86 @@
+// The dermal command as a user runs it: real images from ../shared, JSON that parses, files
+// written where asked, clear errors and exit codes for bad input.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "vision/decode.h"
+
+namespace dermal::test {
+namespace {
+
+const std::string kImages = std::string(DERMAL_SHARED_DIR) + "/data/ham10000/images/";
+
+struct CliRun {
+  int status;
+  std::string out;
+};
+
+CliRun dermal(const std::string& args) {
+  std::string cmd = std::string(DERMAL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(Cli, PredictJsonLines) {
+  CliRun r = dermal("predict --json --top-k 2 " + kImages + "ISIC_0024306.jpg " + kImages + "ISIC_0024307.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    ASSERT_EQ(j["top"].size(), 2u);
+    double sum = 0;
+    for (auto& [label, p] : j["probabilities"].items()) sum += p.get<double>();
+    EXPECT_NEAR(sum, 1.0, 1e-6);
+    EXPECT_EQ(j["probabilities"].size(), 7u);
+    EXPECT_GE(j["top"][0]["probability"].get<double>(), j["top"][1]["probability"].get<double>());
+    EXPECT_TRUE(j["timings_ms"].contains("infer"));
+    ++n;
+  }
+  EXPECT_EQ(n, 2);
+}
+
+TEST(Cli, ExplainWritesOverlayAtTheImageSize) {
+  const std::string out = (std::filesystem::temp_directory_path() / "dermal_cli_overlay.png").string();
+  CliRun r = dermal("explain --json --method gradcam++ --class mel --out " + out + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["class"], "mel");
+  EXPECT_EQ(j["method"], "gradcam++");
+  EXPECT_EQ(j["cam"].size(), 6u);  // MobileNetV2 at 192: a 6x6 grid
+  std::ifstream f(out, std::ios::binary);
+  std::vector<uint8_t> png((std::istreambuf_iterator<char>(f)), {});
+  vision::Image img = vision::decode_image(png.data(), png.size());
+  EXPECT_EQ(img.width, 200);
+  EXPECT_EQ(img.height, 150);
+  std::filesystem::remove(out);
+}
+
+TEST(Cli, BadInputsGiveClearErrors) {
+  const std::string text = (std::filesystem::temp_directory_path() / "dermal_cli_not_an_image.jpg").string();
+  std::ofstream(text) << "hello";
+  CliRun r = dermal("predict " + text);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("not an image"), std::string::npos) << r.out;
+  r = dermal("explain --layer no_such_layer " + kImages + "ISIC_0024306.jpg");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("no layer named 'no_such_layer'"), std::string::npos) << r.out;
+  r = dermal("explain --method bogus " + kImages + "ISIC_0024306.jpg");
+  EXPECT_EQ(r.status, 2);
+  r = dermal("predict --model " + text + " " + kImages + "ISIC_0024306.jpg");
+  EXPECT_EQ(r.status, 3) << r.out;  // not a model
+  std::filesystem::remove(text);
+}
+
+}  // namespace
+}  // namespace dermal::test
