@@ -83,7 +83,7 @@ Tensor Tensor::from_floats(const Shape& shape, const std::vector<float>& values)
   Tensor t = zeros(DType::f32, shape);
   if (static_cast<int64_t>(values.size()) != t.numel())
     throw Error(ErrorKind::internal, "from_floats: value count does not match shape " + shape_str(shape));
-  std::memcpy(t.data_, values.data(), t.bytes());
+  if (t.bytes()) std::memcpy(t.data_, values.data(), t.bytes());
   return t;
 }
 
@@ -91,7 +91,7 @@ Tensor Tensor::from_doubles(const Shape& shape, const std::vector<double>& value
   Tensor t = zeros(DType::f64, shape);
   if (static_cast<int64_t>(values.size()) != t.numel())
     throw Error(ErrorKind::internal, "from_doubles: value count does not match shape " + shape_str(shape));
-  std::memcpy(t.data_, values.data(), t.bytes());
+  if (t.bytes()) std::memcpy(t.data_, values.data(), t.bytes());
   return t;
 }
 
@@ -99,7 +99,7 @@ Tensor Tensor::from_ints(const Shape& shape, const std::vector<int64_t>& values)
   Tensor t = zeros(DType::i64, shape);
   if (static_cast<int64_t>(values.size()) != t.numel())
     throw Error(ErrorKind::internal, "from_ints: value count does not match shape " + shape_str(shape));
-  std::memcpy(t.data_, values.data(), t.bytes());
+  if (t.bytes()) std::memcpy(t.data_, values.data(), t.bytes());
   return t;
 }
 
@@ -133,7 +133,7 @@ void copy_strided(const Tensor& src, const Tensor& dst) {
   const T* s = static_cast<const T*>(src.raw());
   T* d = static_cast<T*>(dst.raw());
   if (src.layout() == dst.layout()) {
-    std::memcpy(d, s, src.bytes());
+    if (src.bytes()) std::memcpy(d, s, src.bytes());
     return;
   }
   const Shape& sh = src.shape();
