@@ -8,16 +8,25 @@ PACKAGES=(
   g++ cmake ninja-build pkg-config
   # engine and ONNX importer
   libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler
+  # images (vision/)
+  libjpeg62-turbo-dev libspng-dev libwebp-dev zlib1g-dev
+  # Keras importer (formats/keras/): HDF5, zip, JSON
+  libhdf5-dev libzip-dev nlohmann-json3-dev
   # command line
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev
   # tests and benchmarks: GoogleTest, ONNX's conformance data, the PyTorch reference
   libgtest-dev libonnx-testdata python3 python3-torch python3-onnx python3-numpy python3-pil
+  # the Keras reference (tools/keras_reference): h5py writes Keras files, TensorFlow.js runs them
+  python3-h5py
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run TensorFlow.js (from npm) for the Keras reference; any install of them will do.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,126 @@
+#include "vision/decode.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "engine/error.h"
+#include "vision/decoders.h"
+#include "vision/exif.h"
+
+namespace dermal::vision {
+namespace {
+
+bool starts_with(const uint8_t* data, size_t size, const char* magic, size_t n, size_t at = 0) {
+  return size >= at + n && std::memcmp(data + at, magic, n) == 0;
+}
+
+bool looks_like_text(const uint8_t* data, size_t size) {
+  size_t n = std::min<size_t>(size, 512);
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t c = data[i];
+    if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') return false;
+    if (c == 0x7f) return false;
+  }
+  return true;
+}
+
+// Names formats people upload by mistake, so the message says what the file is.
+const char* other_format_name(const uint8_t* data, size_t size) {
+  if (starts_with(data, size, "GIF8", 4)) return "GIF";
+  if (starts_with(data, size, "BM", 2)) return "BMP";
+  if (starts_with(data, size, "II*\0", 4) || starts_with(data, size, "MM\0*", 4)) return "TIFF";
+  if (starts_with(data, size, "ftypheic", 8, 4) || starts_with(data, size, "ftypheix", 8, 4) ||
+      starts_with(data, size, "ftypmif1", 8, 4))
+    return "HEIC";
+  if (starts_with(data, size, "ftypavif", 8, 4)) return "AVIF";
+  if (starts_with(data, size, "%PDF", 4)) return "PDF";
+  return nullptr;
+}
+
+[[noreturn]] void refuse_unknown(const uint8_t* data, size_t size) {
+  if (const char* other = other_format_name(data, size))
+    throw Error(ErrorKind::invalid_input, std::string(other) +
+                                              " images are not supported: send JPEG, PNG or WebP");
+  if (looks_like_text(data, size)) {
+    std::string head(reinterpret_cast<const char*>(data), std::min<size_t>(size, 24));
+    for (char& c : head)
+      if (!std::isprint(static_cast<unsigned char>(c))) c = ' ';
+    throw Error(ErrorKind::invalid_input, "not an image: the " + std::to_string(size) +
+                                              " bytes look like text (\"" + head + "\")");
+  }
+  std::string hex;
+  for (size_t i = 0; i < std::min<size_t>(size, 8); ++i) {
+    char b[4];
+    std::snprintf(b, sizeof b, "%02x ", data[i]);
+    hex += b;
+  }
+  if (!hex.empty()) hex.pop_back();
+  throw Error(ErrorKind::invalid_input, "unknown image format (first bytes: " + hex +
+                                            "): JPEG, PNG and WebP are supported");
+}
+
+}  // namespace
+
+const char* format_name(ImageFormat f) {
+  switch (f) {
+    case ImageFormat::jpeg: return "JPEG";
+    case ImageFormat::png: return "PNG";
+    case ImageFormat::webp: return "WebP";
+    case ImageFormat::unknown: break;
+  }
+  return "unknown";
+}
+
+ImageFormat detect_format(const uint8_t* data, size_t size) {
+  if (data == nullptr) return ImageFormat::unknown;
+  if (starts_with(data, size, "\xFF\xD8\xFF", 3)) return ImageFormat::jpeg;
+  if (starts_with(data, size, "\x89PNG\r\n\x1a\n", 8)) return ImageFormat::png;
+  if (starts_with(data, size, "RIFF", 4) && starts_with(data, size, "WEBP", 4, 8)) return ImageFormat::webp;
+  return ImageFormat::unknown;
+}
+
+Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  if (data == nullptr || size == 0) throw Error(ErrorKind::invalid_input, "empty image: the file has 0 bytes");
+  if (size > limits.max_bytes)
+    throw Error(ErrorKind::too_large, "image file of " + std::to_string(size) + " bytes is over the limit of " +
+                                          std::to_string(limits.max_bytes) + " bytes");
+  detail::Decoded d;
+  switch (detect_format(data, size)) {
+    case ImageFormat::jpeg: d = detail::decode_jpeg(data, size, limits); break;
+    case ImageFormat::png: d = detail::decode_png(data, size, limits); break;
+    case ImageFormat::webp: d = detail::decode_webp(data, size, limits); break;
+    case ImageFormat::unknown: refuse_unknown(data, size);
+  }
+  return apply_orientation(std::move(d.image), d.orientation);
+}
+
+namespace detail {
+
+void check_declared_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits) {
+  if (width <= 0 || height <= 0)
+    fail_invalid(format, "the header declares an empty image (" + std::to_string(width) + "x" +
+                             std::to_string(height) + ")");
+  // Both factors are below 2^31 in every format, so the product cannot overflow.
+  if (width * height > limits.max_pixels)
+    throw Error(ErrorKind::too_large, std::string(format) + " image declares " + std::to_string(width) + "x" +
+                                          std::to_string(height) + " pixels, over the limit of " +
+                                          std::to_string(limits.max_pixels) + " pixels");
+}
+
+void fail_invalid(const char* format, const std::string& why) {
+  throw Error(ErrorKind::invalid_input, std::string("invalid ") + format + " image: " + why);
+}
+
+void composite_over_white(const uint8_t* rgba, size_t pixels, uint8_t* rgb) {
+  for (size_t i = 0; i < pixels; ++i) {
+    const uint8_t* s = rgba + i * 4;
+    unsigned a = s[3];
+    for (int c = 0; c < 3; ++c) rgb[i * 3 + c] = static_cast<uint8_t>((s[c] * a + 255 * (255 - a) + 127) / 255);
+  }
+}
+
+}  // namespace detail
+}  // namespace dermal::vision
