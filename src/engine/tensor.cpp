@@ -47,7 +47,7 @@ void check_dtype(const Tensor& t, DType expected) {
                                          " accessed as " + dtype_name(expected));
 }
 
-Tensor Tensor::zeros(DType dtype, Shape shape, Layout layout) {
+Tensor Tensor::uninitialized(DType dtype, Shape shape, Layout layout) {
   for (int64_t d : shape)
     if (d < 0) throw Error(ErrorKind::invalid_input, "negative dimension in shape " + shape_str(shape));
   if (layout == Layout::nhwc && shape.size() != 4)
@@ -61,9 +61,14 @@ Tensor Tensor::zeros(DType dtype, Shape shape, Layout layout) {
   size_t bytes = (std::max<size_t>(t.bytes(), 1) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw Error(ErrorKind::invalid_input, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  std::memset(p, 0, bytes);
   t.owner_ = std::shared_ptr<void>(p, std::free);
   t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::zeros(DType dtype, Shape shape, Layout layout) {
+  Tensor t = uninitialized(dtype, std::move(shape), layout);
+  std::memset(t.data_, 0, std::max<size_t>(t.bytes(), 1));
   return t;
 }
 

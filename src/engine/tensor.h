@@ -33,6 +33,8 @@ class Tensor {
  public:
   Tensor() = default;  // undefined: no dtype, shape or data
   static Tensor zeros(DType dtype, Shape shape, Layout layout = Layout::plain);
+  // For a buffer the caller fills at once: skips zeroing (and touching) every page twice.
+  static Tensor uninitialized(DType dtype, Shape shape, Layout layout = Layout::plain);
   static Tensor view(DType dtype, Shape shape, void* data, Layout layout = Layout::plain);
   static Tensor scalar(float v);
   static Tensor from_floats(const Shape& shape, const std::vector<float>& values);
