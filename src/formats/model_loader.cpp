@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "formats/keras/keras_importer.h"
 #include "formats/onnx_importer.h"
 
 namespace dermal::formats {
@@ -41,8 +42,22 @@ LoadedModel load_model(const std::string& path) {
   auto start = std::chrono::steady_clock::now();
   LoadedModel m;
   m.format = sniff_format(path);
-  if (m.format != "onnx")
-    throw Error(ErrorKind::unsupported, "'" + path + "' is a Keras (" + m.format + ") file: Keras models are not supported yet");
+  if (m.format == "keras" || m.format == "hdf5") {
+    KerasModelInfo info;
+    engine::Graph g = load_keras(path, &info);
+    m.format = info.container;
+    m.producer = "keras " + info.keras_version;
+    m.input_layout = "nhwc";
+    m.metadata["keras_version"] = info.keras_version;
+    if (!info.backend.empty()) m.metadata["keras_backend"] = info.backend;
+    m.metadata["keras_model_name"] = info.model_name;
+    m.metadata["keras_model_class"] = info.model_class;
+    m.folded_batchnorms = fold_batchnorms_in_place(g);
+    find_logits(g, m);
+    m.graph = std::make_shared<engine::Graph>(std::move(g));
+    m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    return m;
+  }
   OnnxModelInfo info;
   engine::Graph g = load_onnx(path, &info);
   m.producer = info.producer;

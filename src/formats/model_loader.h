@@ -14,8 +14,11 @@ namespace dermal::formats {
 
 struct LoadedModel {
   std::shared_ptr<const engine::Graph> graph;
-  std::string format;    // "onnx"
-  std::string producer;  // e.g. "pytorch 1.13"
+  std::string format;    // "onnx", "keras" (.keras zip) or "hdf5" (legacy Keras .h5)
+  std::string producer;  // e.g. "pytorch 1.13", "keras 3.6.0"
+  // How the graph input holds an image: "nchw" (ONNX) or "nhwc" (Keras: [-1, H, W, C]; the
+  // input's shape gives the size the model was built for, -1 where it does not say).
+  std::string input_layout = "nchw";
   int opset = 0;
   std::map<std::string, std::string> metadata;
   // The tensor holding class logits. When the model ends in a softmax, its input: gradients for

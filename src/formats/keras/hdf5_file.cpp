@@ -1,0 +1,238 @@
+#include "formats/keras/hdf5_file.h"
+
+#include <hdf5.h>
+#include <hdf5_hl.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "engine/error.h"
+
+namespace dermal::formats::keras {
+
+namespace {
+
+// HDF5 prints its error stack to stderr by default; we report errors ourselves.
+void quiet_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+// Closes one HDF5 handle of any kind when it goes out of scope.
+class Handle {
+ public:
+  explicit Handle(hid_t id) : id_(id) {}
+  Handle(Handle&& other) noexcept : id_(other.id_) { other.id_ = -1; }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id_ >= 0) H5Idec_ref(id_);
+  }
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+};
+
+const char* object_name(const std::string& path) { return path.empty() ? "." : path.c_str(); }
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    if (end > start) parts.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+Hdf5File::Hdf5File(int64_t id, std::string description, ReleaseRange release)
+    : id_(id), description_(std::move(description)), release_(std::move(release)) {}
+
+Hdf5File Hdf5File::open_path(const std::string& path) {
+  quiet_hdf5();
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) throw Error(ErrorKind::invalid_model, "'" + path + "' is not a readable HDF5 file");
+  return Hdf5File(id, "'" + path + "'", nullptr);
+}
+
+Hdf5File Hdf5File::open_memory(const void* data, size_t size, ReleaseRange release) {
+  quiet_hdf5();
+  if (!has_signature(data, size)) throw Error(ErrorKind::invalid_model, "the weights are not an HDF5 file");
+  // Neither copied nor freed by HDF5: the image stays where it is (the zip's mapping).
+  hid_t id = H5LTopen_file_image(const_cast<void*>(data), size, H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE);
+  if (id < 0) throw Error(ErrorKind::invalid_model, "the weights file (HDF5, " + std::to_string(size) + " bytes) does not open");
+  return Hdf5File(id, "the weights file", std::move(release));
+}
+
+bool Hdf5File::has_signature(const void* data, size_t size) {
+  return size >= 8 && std::memcmp(data, "\x89HDF\r\n\x1a\n", 8) == 0;
+}
+
+Hdf5File::Hdf5File(Hdf5File&& other) noexcept
+    : id_(other.id_), description_(std::move(other.description_)), release_(std::move(other.release_)) {
+  other.id_ = -1;
+}
+
+Hdf5File& Hdf5File::operator=(Hdf5File&& other) noexcept {
+  if (this != &other) {
+    if (id_ >= 0) H5Fclose(id_);
+    id_ = other.id_;
+    description_ = std::move(other.description_);
+    release_ = std::move(other.release_);
+    other.id_ = -1;
+  }
+  return *this;
+}
+
+Hdf5File::~Hdf5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+bool Hdf5File::exists(const std::string& path) const {
+  std::string prefix;
+  for (const std::string& part : split_path(path)) {
+    prefix += (prefix.empty() ? "" : "/") + part;
+    if (H5Lexists(id_, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+  }
+  return true;
+}
+
+bool Hdf5File::is_group(const std::string& path) const {
+  if (!path.empty() && !exists(path)) return false;
+  H5O_info_t info;
+  if (H5Oget_info_by_name(id_, object_name(path), &info, H5P_DEFAULT) < 0) return false;
+  return info.type == H5O_TYPE_GROUP;
+}
+
+std::vector<std::string> Hdf5File::children(const std::string& group) const {
+  std::vector<std::string> names;
+  if (!is_group(group)) return names;
+  H5G_info_t info;
+  if (H5Gget_info_by_name(id_, object_name(group), &info, H5P_DEFAULT) < 0) return names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t len = H5Lget_name_by_idx(id_, object_name(group), H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (len < 0) continue;
+    std::string name(static_cast<size_t>(len), '\0');
+    H5Lget_name_by_idx(id_, object_name(group), H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    names.push_back(name);
+  }
+  return names;
+}
+
+bool Hdf5File::has_attr(const std::string& object, const std::string& name) const {
+  if (!object.empty() && !exists(object)) return false;
+  return H5Aexists_by_name(id_, object_name(object), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+namespace {
+
+// Every string of a string attribute (scalar or 1-D, fixed or variable length).
+std::vector<std::string> read_strings(hid_t attr, const std::string& what) {
+  Handle type(H5Aget_type(attr)), space(H5Aget_space(attr));
+  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
+  std::vector<std::string> out;
+  if (n <= 0) return out;
+  if (H5Tget_class(type.get()) != H5T_STRING) throw Error(ErrorKind::invalid_model, what + " is not a string attribute");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
+    std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
+    if (H5Aread(attr, mem.get(), ptrs.data()) < 0) throw Error(ErrorKind::invalid_model, what + " does not read");
+    for (char* p : ptrs) out.emplace_back(p ? p : "");
+    H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, ptrs.data());
+  } else {
+    const size_t width = H5Tget_size(type.get());
+    std::vector<char> buf(width * static_cast<size_t>(n));
+    if (H5Aread(attr, type.get(), buf.data()) < 0) throw Error(ErrorKind::invalid_model, what + " does not read");
+    for (hssize_t i = 0; i < n; ++i) {
+      const char* p = buf.data() + static_cast<size_t>(i) * width;
+      out.emplace_back(p, strnlen(p, width));  // fixed-length strings are NUL-padded
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> Hdf5File::string_attr(const std::string& object, const std::string& name) const {
+  if (!has_attr(object, name)) return std::nullopt;
+  Handle attr(H5Aopen_by_name(id_, object_name(object), name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+  const std::string what = description_ + ": attribute '" + name + "' of '/" + object + "'";
+  if (!attr.ok()) throw Error(ErrorKind::invalid_model, what + " does not open");
+  std::vector<std::string> all = read_strings(attr.get(), what);
+  if (all.size() != 1) throw Error(ErrorKind::invalid_model, what + " is not a single string");
+  return all[0];
+}
+
+std::vector<std::string> Hdf5File::string_list_attr(const std::string& object, const std::string& name) const {
+  auto read_one = [&](const std::string& attr_name) {
+    Handle attr(H5Aopen_by_name(id_, object_name(object), attr_name.c_str(), H5P_DEFAULT, H5P_DEFAULT));
+    const std::string what = description_ + ": attribute '" + attr_name + "' of '/" + object + "'";
+    if (!attr.ok()) throw Error(ErrorKind::invalid_model, what + " does not open");
+    return read_strings(attr.get(), what);
+  };
+  if (has_attr(object, name)) return read_one(name);
+  std::vector<std::string> all;
+  for (int chunk = 0; has_attr(object, name + std::to_string(chunk)); ++chunk) {
+    std::vector<std::string> part = read_one(name + std::to_string(chunk));
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  return all;
+}
+
+namespace {
+
+struct Dataset {
+  Handle id;
+  engine::Shape shape;
+};
+
+Dataset open_dataset(hid_t file, const std::string& path, const std::string& what) {
+  Dataset d{Handle(H5Dopen2(file, path.c_str(), H5P_DEFAULT)), {}};
+  if (!d.id.ok()) throw Error(ErrorKind::invalid_model, what + " is not a dataset");
+  Handle type(H5Dget_type(d.id.get())), space(H5Dget_space(d.id.get()));
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER) throw Error(ErrorKind::unsupported, what + " is not numeric");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0) throw Error(ErrorKind::invalid_model, what + " has no simple shape");
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  d.shape.assign(dims.begin(), dims.end());
+  return d;
+}
+
+}  // namespace
+
+engine::Shape Hdf5File::dataset_shape(const std::string& path) const {
+  const std::string what = description_ + ": dataset '/" + path + "'";
+  if (!exists(path)) throw Error(ErrorKind::invalid_model, what + " is missing");
+  return open_dataset(id_, path, what).shape;
+}
+
+void Hdf5File::read_floats_into(const std::string& path, float* dst, int64_t count) const {
+  const std::string what = description_ + ": dataset '/" + path + "'";
+  if (!exists(path)) throw Error(ErrorKind::invalid_model, what + " is missing");
+  Dataset d = open_dataset(id_, path, what);
+  if (engine::shape_numel(d.shape) != count) throw Error(ErrorKind::internal, what + ": buffer size mismatch");
+  if (count > 0 && H5Dread(d.id.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    throw Error(ErrorKind::invalid_model, what + " does not read as float32");
+  if (release_) {
+    const haddr_t offset = H5Dget_offset(d.id.get());  // undefined for chunked storage
+    if (offset != HADDR_UNDEF) release_(offset, H5Dget_storage_size(d.id.get()));
+  }
+}
+
+engine::Tensor Hdf5File::read_floats(const std::string& path) const {
+  engine::Tensor t = engine::Tensor::zeros(engine::DType::f32, dataset_shape(path));
+  read_floats_into(path, t.data<float>(), t.numel());
+  return t;
+}
+
+}  // namespace dermal::formats::keras

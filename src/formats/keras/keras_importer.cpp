@@ -1,0 +1,175 @@
+#include "formats/keras/keras_importer.h"
+
+#include <cmath>
+#include <fstream>
+#include <mutex>
+
+#include "formats/keras/hdf5_file.h"
+#include "formats/keras/keras_model.h"
+#include "formats/keras/zip_archive.h"
+
+namespace dermal::formats {
+
+using keras::json;
+
+namespace {
+
+// Debian's HDF5 is the serial build: one thread in the library at a time.
+std::mutex hdf5_mutex;
+
+json parse_json(const std::string& text, const std::string& what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) throw Error(ErrorKind::invalid_model, what + " is not valid JSON");
+  return j;
+}
+
+std::string string_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void describe(const json& model, KerasModelInfo* info) {
+  if (!info) return;
+  info->model_class = keras::class_name(model);
+  auto cfg = model.find("config");
+  if (cfg != model.end() && cfg->is_object()) info->model_name = string_field(*cfg, "name");
+}
+
+engine::Graph build_graph(const json& model, const keras::WeightSource& weights, const std::string& version) {
+  engine::Graph g;
+  keras::GraphBuilder builder(g);
+  keras::ModelWalker walker(builder, weights, version);
+  walker.build_root(model);
+  g.name = keras::layer_name(model);
+  g.finalize();
+  return g;
+}
+
+engine::Graph load_zip(const std::string& path, KerasModelInfo* info) {
+  keras::ZipArchive zip = keras::ZipArchive::open(path);
+  if (!zip.has("config.json"))
+    throw Error(ErrorKind::invalid_model, "'" + path + "' is a zip archive but not a Keras model (no config.json)");
+  json model = parse_json(zip.read("config.json"), "'" + path + "': config.json");
+  std::string version = "unknown";
+  if (zip.has("metadata.json")) {
+    json meta = parse_json(zip.read("metadata.json"), "'" + path + "': metadata.json");
+    if (!string_field(meta, "keras_version").empty()) version = string_field(meta, "keras_version");
+  }
+  if (info) {
+    info->container = "keras";
+    info->keras_version = version;
+    describe(model, info);
+  }
+  if (!zip.has("model.weights.h5"))
+    throw Error(ErrorKind::invalid_model, "'" + path + "' has no model.weights.h5 (only the HDF5 weights format is supported)");
+  keras::ZipArchive::Entry entry = zip.entry("model.weights.h5");
+  // Pages of each dataset are dropped once its tensor is made: the weights live once, in the graph.
+  keras::Hdf5File file = keras::Hdf5File::open_memory(
+      entry.data, entry.size, [&](uint64_t offset, uint64_t size) { zip.release(entry, offset, size); });
+  auto weights = keras::keras3_weight_source(file);
+  return build_graph(model, *weights, version);
+}
+
+engine::Graph load_h5(const std::string& path, KerasModelInfo* info) {
+  keras::Hdf5File file = keras::Hdf5File::open_path(path);
+  std::optional<std::string> config = file.string_attr("", "model_config");
+  if (!config) {
+    if (file.is_group("model_weights") || file.has_attr("", "layer_names"))
+      throw Error(ErrorKind::invalid_model, "'" + path + "' holds only weights (no model_config): Dermal needs the whole model, "
+                                            "saved with model.save()");
+    throw Error(ErrorKind::invalid_model, "'" + path + "' is an HDF5 file but not a Keras model (no model_config attribute)");
+  }
+  json model = parse_json(*config, "'" + path + "': model_config");
+  std::string version = file.string_attr("", "keras_version").value_or("");
+  if (version.empty() && file.is_group("model_weights")) version = file.string_attr("model_weights", "keras_version").value_or("");
+  if (version.empty()) version = "unknown";
+  if (info) {
+    info->container = "hdf5";
+    info->keras_version = version;
+    info->backend = file.string_attr("", "backend").value_or("");
+    describe(model, info);
+  }
+  auto weights = keras::legacy_weight_source(file);
+  return build_graph(model, *weights, version);
+}
+
+}  // namespace
+
+engine::Graph load_keras(const std::string& path, KerasModelInfo* info) {
+  char head[8] = {};
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Error(ErrorKind::invalid_model, "cannot open model file '" + path + "'");
+    f.read(head, sizeof head);
+  }
+  std::lock_guard<std::mutex> lock(hdf5_mutex);
+  try {
+    if (keras::ZipArchive::has_signature(head, sizeof head)) return load_zip(path, info);
+    if (keras::Hdf5File::has_signature(head, sizeof head)) return load_h5(path, info);
+  } catch (const json::exception& e) {  // a config with unexpected value types
+    throw Error(ErrorKind::invalid_model, "'" + path + "': Keras config: " + e.what());
+  }
+  throw Error(ErrorKind::invalid_model, "'" + path + "' is neither a .keras zip nor an HDF5 file");
+}
+
+int fold_batchnorms_in_place(engine::Graph& g) {
+  std::map<std::string, int> readers;
+  std::map<std::string, size_t> producer;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    for (const auto& in : g.nodes[i].inputs) ++readers[in];
+    for (const auto& out : g.nodes[i].outputs) producer[out] = i;
+  }
+  auto own_constant = [&](const std::string& t) { return g.is_constant(t) && readers[t] == 1; };
+  std::vector<bool> drop(g.nodes.size(), false);
+  int folded = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    engine::Node& bn = g.nodes[i];
+    if (bn.type != "BatchNormalization" || bn.inputs.size() != 5 || bn.outputs.size() != 1) continue;
+    auto p = producer.find(bn.inputs[0]);
+    if (p == producer.end() || g.nodes[p->second].type != "Conv") continue;
+    engine::Node& conv = g.nodes[p->second];
+    const std::string& mid = bn.inputs[0];
+    const bool has_bias = conv.inputs.size() > 2 && !conv.inputs[2].empty();
+    if (readers[mid] != 1 || g.is_output(mid) || !own_constant(conv.inputs[1]) || (has_bias && !own_constant(conv.inputs[2])))
+      continue;
+    bool params = true;
+    for (size_t k = 1; k < 5; ++k) params = params && g.is_constant(bn.inputs[k]);
+    if (!params) continue;
+    // Scale each output channel's kernel and shift its bias, in the weights' own buffers.
+    engine::Tensor& w = g.constants.at(conv.inputs[1]);
+    const int64_t channels = w.dim(0);
+    bool fits = w.dtype() == engine::DType::f32;
+    for (size_t k = 1; k < 5; ++k) fits = fits && g.constants.at(bn.inputs[k]).numel() == channels;
+    if (!fits) continue;
+    std::string bias = has_bias ? conv.inputs[2] : conv.inputs[1] + "/folded_bias";
+    if (!has_bias) g.constants[bias] = engine::Tensor::zeros(engine::DType::f32, {channels});
+    const float* gamma = g.constants.at(bn.inputs[1]).data<float>();
+    const float* beta = g.constants.at(bn.inputs[2]).data<float>();
+    const float* mean = g.constants.at(bn.inputs[3]).data<float>();
+    const float* var = g.constants.at(bn.inputs[4]).data<float>();
+    const double eps = bn.attrs.get_float("epsilon", 1e-5);
+    float* kernel = w.data<float>();
+    float* b = g.constants.at(bias).data<float>();
+    const int64_t per_channel = w.numel() / channels;
+    for (int64_t o = 0; o < channels; ++o) {
+      const double scale = gamma[o] / std::sqrt(static_cast<double>(var[o]) + eps);
+      for (int64_t i = 0; i < per_channel; ++i) kernel[o * per_channel + i] = static_cast<float>(kernel[o * per_channel + i] * scale);
+      b[o] = static_cast<float>((b[o] - mean[o]) * scale + beta[o]);
+    }
+    conv.inputs.resize(3);
+    conv.inputs[2] = bias;
+    conv.outputs[0] = bn.outputs[0];
+    producer[bn.outputs[0]] = p->second;
+    for (size_t k = 1; k < 5; ++k)
+      if (--readers[bn.inputs[k]] == 0) g.constants.erase(bn.inputs[k]);
+    drop[i] = true;
+    ++folded;
+  }
+  std::vector<engine::Node> kept;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+  return folded;
+}
+
+}  // namespace dermal::formats

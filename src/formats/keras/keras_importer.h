@@ -1,0 +1,37 @@
+// Keras importer: a Keras model file into an engine graph, with no Python or TensorFlow.
+// - `.keras` (Keras 3, and tf.keras 2.13+): a zip of config.json, metadata.json and
+//   model.weights.h5; the weights are read in place from the archive (inflated only when a
+//   re-zipped file is compressed).
+// - legacy `.h5` (Keras 1/2, and Keras 3's h5 export): the model_config attribute and the
+//   model_weights group.
+// The container is told from the bytes, not the name (many `.keras` files are really HDF5).
+// Every layer becomes engine nodes in NCHW: the graph input stays Keras' N,H,W,C and is
+// transposed once; each layer's output tensor is named after the layer. A Lambda, a custom or
+// an unknown layer fails here, naming the layer, its class and the Keras version.
+//
+//   KerasModelInfo info;
+//   engine::Graph g = formats::load_keras("model.keras", &info);   // info.keras_version "3.6.0"
+#pragma once
+
+#include <string>
+
+#include "engine/graph.h"
+
+namespace dermal::formats {
+
+struct KerasModelInfo {
+  std::string container;      // "keras" (zip) or "hdf5"
+  std::string keras_version;  // as the file states it ("3.6.0", "2.4.0"), or "unknown"
+  std::string backend;        // "tensorflow", "jax"... when stated
+  std::string model_name;     // the root model's name ("sequential", "resnet50")
+  std::string model_class;    // "Sequential", "Functional" or "Model"
+};
+
+engine::Graph load_keras(const std::string& path, KerasModelInfo* info = nullptr);
+
+// Folds each BatchNormalization fed only by a Conv into that Conv, rewriting the Conv's weight
+// tensors in place: unlike engine::fold_batchnorm_into_conv, no second copy of the weights is
+// ever made, so loading a large model peaks at its size. Returns the count.
+int fold_batchnorms_in_place(engine::Graph& g);
+
+}  // namespace dermal::formats

@@ -1,0 +1,275 @@
+// Pieces of the Keras importer on their own: Keras' naming rule, the layout helpers, the zip
+// reader, and one-layer .keras files built here (config + an empty weights file) whose outputs
+// are checked against Keras' formulas: the activations (hard_sigmoid changed meaning in Keras 3),
+// and the refusals that need no weights.
+#include <hdf5.h>
+#include <zip.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "formats/keras/keras_layer.h"
+#include "formats/keras/keras_weights.h"
+#include "formats/keras/zip_archive.h"
+#include "formats/keras_check.h"
+
+namespace dermal::test::keras {
+namespace {
+
+namespace fk = formats::keras;
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("dermal_keras_" + std::to_string(getpid()) + "_" + name)).string();
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// A zip with the given entries, stored or deflated.
+void write_zip(const std::string& path, const std::vector<std::pair<std::string, std::string>>& entries, bool deflate) {
+  int err = 0;
+  zip_t* z = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  ASSERT_NE(z, nullptr);
+  for (const auto& [name, data] : entries) {
+    zip_source_t* src = zip_source_buffer(z, data.data(), data.size(), 0);
+    zip_int64_t idx = zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE);
+    ASSERT_GE(idx, 0);
+    zip_set_file_compression(z, static_cast<zip_uint64_t>(idx), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0);
+  }
+  ASSERT_EQ(zip_close(z), 0);
+}
+
+// An HDF5 file with no datasets: the weights of a model whose layers have none.
+std::string empty_hdf5() {
+  const std::string path = temp_path("empty.h5");
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Gclose(H5Gcreate2(f, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5Fclose(f);
+  std::string bytes = read_bytes(path);
+  std::remove(path.c_str());
+  return bytes;
+}
+
+// A Keras 3 Sequential: an 8-feature input, then `layer`.
+std::string one_layer_model(const json& layer, const std::string& version, bool deflate = false) {
+  json model = {{"module", "keras"},
+                {"class_name", "Sequential"},
+                {"config",
+                 {{"name", "sequential"},
+                  {"layers", json::array({{{"module", "keras.layers"},
+                                           {"class_name", "InputLayer"},
+                                           {"config", {{"batch_shape", {nullptr, 8}}, {"name", "input_layer"}}}},
+                                          layer})}}}};
+  const std::string path = temp_path(layer["config"]["name"].get<std::string>() + ".keras");
+  write_zip(path,
+            {{"metadata.json", json{{"keras_version", version}}.dump()}, {"config.json", model.dump()},
+             {"model.weights.h5", empty_hdf5()}},
+            deflate);
+  return path;
+}
+
+// A .keras zip holding `model` as its config.
+std::string zipped_model(const json& model, const std::string& name, const std::string& version) {
+  const std::string path = temp_path(name + ".keras");
+  write_zip(path, {{"metadata.json", json{{"keras_version", version}}.dump()}, {"config.json", model.dump()},
+                   {"model.weights.h5", empty_hdf5()}},
+            false);
+  return path;
+}
+
+json activation_layer(const std::string& act) {
+  return {{"module", "keras.layers"}, {"class_name", "Activation"}, {"config", {{"name", "act"}, {"activation", act}}}};
+}
+
+const std::vector<float> kInput = {-7.0f, -3.2f, -1.0f, -0.25f, 0.0f, 0.4f, 2.9f, 6.5f};
+
+std::vector<double> run_one(const std::string& path) {
+  formats::LoadedModel m = formats::load_model(path);
+  std::remove(path.c_str());
+  return run(m, Tensor::from_floats({1, 8}, kInput)).output.to_doubles();
+}
+
+TEST(KerasNaming, SnakeCaseMatchesKeras) {
+  EXPECT_EQ(fk::snake_case("Conv2D"), "conv2d");
+  EXPECT_EQ(fk::snake_case("DepthwiseConv2D"), "depthwise_conv2d");
+  EXPECT_EQ(fk::snake_case("BatchNormalization"), "batch_normalization");
+  EXPECT_EQ(fk::snake_case("GlobalAveragePooling2D"), "global_average_pooling2d");
+  EXPECT_EQ(fk::snake_case("ReLU"), "re_lu");
+  EXPECT_EQ(fk::snake_case("PReLU"), "p_re_lu");
+  EXPECT_EQ(fk::snake_case("ZeroPadding2D"), "zero_padding2d");
+  EXPECT_EQ(fk::snake_case("Functional"), "functional");
+}
+
+TEST(KerasLayout, AxesAndBroadcastParameters) {
+  EXPECT_EQ(fk::stored_axis(-1, 4), 1);  // channels
+  EXPECT_EQ(fk::stored_axis(1, 4), 2);   // height
+  EXPECT_EQ(fk::stored_axis(2, 4), 3);
+  EXPECT_EQ(fk::stored_axis(-1, 3), 2);
+  EXPECT_EQ(fk::stored_axis(4, 4), -1);
+  // HWIO (2,3,5,7) -> OIHW: element [h][w][i][o] lands at [o][i][h][w].
+  std::vector<float> v(2 * 3 * 5 * 7);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  Tensor hwio = Tensor::from_floats({2, 3, 5, 7}, v);
+  Tensor oihw = fk::permuted(hwio, {3, 2, 0, 1});
+  ASSERT_EQ(oihw.shape(), (engine::Shape{7, 5, 2, 3}));
+  for (int h = 0; h < 2; ++h)
+    for (int w = 0; w < 3; ++w)
+      for (int i = 0; i < 5; ++i)
+        for (int o = 0; o < 7; ++o)
+          ASSERT_EQ(oihw.data<float>()[((o * 5 + i) * 2 + h) * 3 + w], v[((h * 3 + w) * 5 + i) * 7 + o]);
+  // A per-(H, W, C) parameter (PReLU's alpha) broadcast against N, C, H, W.
+  Tensor hwc = Tensor::from_floats({2, 3, 13}, std::vector<float>(v.begin(), v.begin() + 78));
+  Tensor b = fk::broadcastable(hwc, {1, 2, 3}, 4);
+  ASSERT_EQ(b.shape(), (engine::Shape{1, 13, 2, 3}));
+  EXPECT_EQ(b.data<float>()[(4 * 2 + 1) * 3 + 2], v[(1 * 3 + 2) * 13 + 4]);
+  Tensor ch = fk::broadcastable(Tensor::from_floats({13}, std::vector<float>(13, 1.0f)), {-1}, 4);
+  EXPECT_EQ(ch.shape(), (engine::Shape{1, 13, 1, 1}));
+}
+
+TEST(KerasZip, StoredEntriesAreReadInPlaceDeflatedOnesInflated) {
+  std::string payload(100000, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>((i * 7919) % 251);
+  for (bool deflate : {false, true}) {
+    const std::string path = temp_path(deflate ? "deflated.zip" : "stored.zip");
+    write_zip(path, {{"a.txt", "hello"}, {"model.weights.h5", payload}}, deflate);
+    {
+      fk::ZipArchive z = fk::ZipArchive::open(path);
+      EXPECT_TRUE(z.has("a.txt"));
+      EXPECT_FALSE(z.has("b.txt"));
+      EXPECT_EQ(z.read("a.txt"), "hello");
+      fk::ZipArchive::Entry e = z.entry("model.weights.h5");
+      EXPECT_EQ(e.in_place, !deflate);
+      ASSERT_EQ(e.size, payload.size());
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(e.data), e.size), payload);
+      z.release(e, 0, e.size);  // the pages come back from the file when read again
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(e.data), e.size), payload);
+      EXPECT_THROW(z.entry("missing"), Error);
+    }
+    std::remove(path.c_str());
+  }
+}
+
+TEST(KerasFiles, NotAKerasModelIsRefusedClearly) {
+  const std::string zip_path = temp_path("not_keras.keras");
+  write_zip(zip_path, {{"readme.txt", "no model here"}}, false);
+  try {
+    formats::load_model(zip_path);
+    FAIL() << "loaded a zip without config.json";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_model);
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  }
+  std::remove(zip_path.c_str());
+  const std::string h5_path = temp_path("weights_only.h5");
+  std::ofstream(h5_path, std::ios::binary) << empty_hdf5();
+  try {
+    formats::load_model(h5_path);
+    FAIL() << "loaded an HDF5 file without model_config";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model_config"), std::string::npos) << e.what();
+  }
+  std::remove(h5_path.c_str());
+}
+
+struct ActivationCase {
+  const char* name;
+  const char* version;
+  double (*f)(double);
+};
+
+double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+class KerasActivation : public ::testing::TestWithParam<ActivationCase> {};
+
+TEST_P(KerasActivation, MatchesKerasFormula) {
+  const ActivationCase& c = GetParam();
+  std::vector<double> got = run_one(one_layer_model(activation_layer(c.name), c.version));
+  ASSERT_EQ(got.size(), kInput.size());
+  if (std::string(c.name) == "softmax") {
+    double sum = 0;
+    for (float x : kInput) sum += std::exp(x);
+    for (size_t i = 0; i < kInput.size(); ++i) EXPECT_NEAR(got[i], std::exp(kInput[i]) / sum, 1e-6);
+    return;
+  }
+  for (size_t i = 0; i < kInput.size(); ++i) EXPECT_NEAR(got[i], c.f(kInput[i]), 1e-5) << c.name << "(" << kInput[i] << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Keras, KerasActivation,
+    ::testing::Values(
+        ActivationCase{"linear", "3.6.0", [](double x) { return x; }},
+        ActivationCase{"relu", "3.6.0", [](double x) { return std::max(x, 0.0); }},
+        ActivationCase{"relu6", "3.6.0", [](double x) { return std::min(std::max(x, 0.0), 6.0); }},
+        ActivationCase{"sigmoid", "3.6.0", sigmoid},
+        // Keras 3: relu6(x + 3) / 6; Keras 2: clip(0.2 x + 0.5, 0, 1).
+        ActivationCase{"hard_sigmoid", "3.6.0", [](double x) { return std::min(std::max(x + 3, 0.0), 6.0) / 6; }},
+        ActivationCase{"hard_sigmoid", "2.15.0", [](double x) { return std::min(std::max(0.2 * x + 0.5, 0.0), 1.0); }},
+        ActivationCase{"swish", "3.6.0", [](double x) { return x * sigmoid(x); }},
+        ActivationCase{"silu", "3.6.0", [](double x) { return x * sigmoid(x); }},
+        ActivationCase{"hard_swish", "3.6.0", [](double x) { return x * std::min(std::max(x + 3, 0.0), 6.0) / 6; }},
+        ActivationCase{"gelu", "3.6.0", [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }},
+        ActivationCase{"tanh", "3.6.0", [](double x) { return std::tanh(x); }},
+        ActivationCase{"elu", "3.6.0", [](double x) { return x > 0 ? x : std::exp(x) - 1; }},
+        ActivationCase{"softplus", "3.6.0", [](double x) { return std::log1p(std::exp(x)); }},
+        ActivationCase{"softmax", "3.6.0", nullptr}),
+    [](const auto& info) { return std::string(info.param.name) + "_keras" + info.param.version[0]; });
+
+TEST(KerasLayers, ReluEluAndLeakyReluOptions) {
+  json relu = {{"class_name", "ReLU"}, {"config", {{"name", "relu"}, {"max_value", 2.5}, {"negative_slope", 0.1}, {"threshold", 0.0}}}};
+  std::vector<double> got = run_one(one_layer_model(relu, "3.6.0", /*deflate=*/true));
+  for (size_t i = 0; i < kInput.size(); ++i)
+    EXPECT_NEAR(got[i], kInput[i] < 0 ? 0.1 * kInput[i] : std::min<double>(kInput[i], 2.5), 1e-6);
+  json elu = {{"class_name", "ELU"}, {"config", {{"name", "elu"}, {"alpha", 0.7}}}};
+  got = run_one(one_layer_model(elu, "3.6.0"));
+  for (size_t i = 0; i < kInput.size(); ++i)
+    EXPECT_NEAR(got[i], kInput[i] > 0 ? kInput[i] : 0.7 * (std::exp(kInput[i]) - 1), 1e-6);
+  json leaky = {{"class_name", "LeakyReLU"}, {"config", {{"name", "leaky"}, {"negative_slope", 0.05}}}};
+  got = run_one(one_layer_model(leaky, "3.6.0"));
+  for (size_t i = 0; i < kInput.size(); ++i) EXPECT_NEAR(got[i], kInput[i] < 0 ? 0.05 * kInput[i] : kInput[i], 1e-6);
+}
+
+// Keras 2.2 Sequentials have no InputLayer: the first layer states the input shape; Keras 2.1
+// wrote the config as a bare list of layers.
+TEST(KerasModels, SequentialWithoutInputLayer) {
+  json first = {{"class_name", "Activation"}, {"config", {{"name", "act"}, {"activation", "relu"}, {"batch_input_shape", {nullptr, 8}}}}};
+  json second = {{"class_name", "Activation"}, {"config", {{"name", "act2"}, {"activation", "tanh"}}}};
+  for (const json& cfg : {json{{"name", "seq"}, {"layers", {first, second}}}, json::array({first, second})}) {
+    const std::string path = zipped_model({{"class_name", "Sequential"}, {"config", cfg}}, "seq", "2.2.4");
+    formats::LoadedModel m = formats::load_model(path);
+    std::remove(path.c_str());
+    ASSERT_EQ(m.graph->inputs.size(), 1u);
+    EXPECT_EQ(m.graph->inputs[0].shape, (engine::Shape{-1, 8}));
+    std::vector<double> got = run(m, Tensor::from_floats({1, 8}, kInput)).output.to_doubles();
+    for (size_t i = 0; i < kInput.size(); ++i) EXPECT_NEAR(got[i], std::tanh(std::max(0.0f, kInput[i])), 1e-6);
+  }
+}
+
+TEST(KerasLayers, UnsupportedSettingsFailAtLoadNamingTheLayer) {
+  auto expect_refused = [](const json& layer, const std::string& what) {
+    const std::string path = one_layer_model(layer, "3.6.0");
+    try {
+      formats::load_model(path);
+      ADD_FAILURE() << "loaded " << layer.dump();
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(e.kind(), ErrorKind::unsupported) << msg;
+      EXPECT_NE(msg.find("'" + layer["config"]["name"].get<std::string>() + "'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(layer["class_name"].get<std::string>()), std::string::npos) << msg;
+      EXPECT_NE(msg.find("Keras 3.6.0"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+    std::remove(path.c_str());
+  };
+  expect_refused({{"class_name", "ReLU"}, {"config", {{"name", "thresholded"}, {"threshold", 1.0}}}}, "threshold");
+  expect_refused(activation_layer("mish"), "activation 'mish'");
+  expect_refused({{"class_name", "Lambda"}, {"config", {{"name", "my_lambda"}, {"function", "gASV..."}}}}, "Python");
+  expect_refused({{"module", "my_package.layers"}, {"class_name", "Swish2"}, {"registered_name", "Custom>Swish2"},
+                  {"config", {{"name", "fancy"}}}},
+                 "custom");
+}
+
+}  // namespace
+}  // namespace dermal::test::keras
