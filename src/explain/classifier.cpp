@@ -81,6 +81,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   PlanOptions opts;
   const auto& p = c->card_.preprocess;
   opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+  opts.keep = {c->model_.logits};  // an inner tensor when the model ends in softmax
   c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
   c->plans_->tensors = c->plans_->predict->tensor_infos();
   c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
@@ -153,8 +154,14 @@ std::string Classifier::resolve_layer(const std::string& request) const {
       bool feeds = std::any_of(it->outputs.begin(), it->outputs.end(), [&](const std::string& o) { return ancestors.count(o); });
       if (feeds) ancestors.insert(it->inputs.begin(), it->inputs.end());
     }
+    // Layout plumbing (a Keras importer's transpose back to channels-last before Flatten) is not
+    // a layer: its dims are no longer N, C, H, W.
+    auto plumbing = [&](const std::string& name) {
+      const engine::Node* n = g.producer(name);
+      return n && (n->type == "Transpose" || n->type == "Reshape" || n->type == "Flatten");
+    };
     for (auto it = tensors.rbegin(); it != tensors.rend(); ++it)
-      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name)) return it->name;
+      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name) && !plumbing(it->name)) return it->name;
     throw Error(ErrorKind::unsupported, "the model has no spatial layer (H and W > 1) to explain");
   }
   for (const auto& t : tensors)
@@ -197,6 +204,7 @@ std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activati
   if (!plans_->batch || plans_->batch_size != batch) {
     PlanOptions opts;
     opts.input_shapes[card_.input_name] = nhwc ? Shape{batch, H, W, 3} : Shape{batch, 3, H, W};
+    opts.keep = {model_.logits};
     plans_->batch = std::make_unique<Executor>(model_.graph, opts);
     plans_->batch_size = batch;
   }
@@ -258,7 +266,7 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
     PlanOptions opts;
     const auto& p = card_.preprocess;
     opts.input_shapes[card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
-    opts.keep = {layer};
+    opts.keep = {layer, model_.logits};
     opts.backward_from = {model_.logits};
     opts.backward_to = {layer};
     planned = plans_->explain.emplace(layer, std::make_unique<Executor>(model_.graph, opts)).first;

@@ -84,3 +84,24 @@ TEST(Cli, BadInputsGiveClearErrors) {
 
 }  // namespace
 }  // namespace dermal::test
+
+namespace dermal::test {
+namespace {
+
+// A real Keras file through the same path: predictions from the pre-softmax logits, and the
+// auto layer is a real layer (the last pooling), not the importer's transpose before Flatten.
+TEST(Cli, KerasModelPredictsAndExplains) {
+  const std::string model = std::string(DERMAL_SHARED_DIR) + "/models/keras_real/small_cnn_28.keras";
+  CliRun r = dermal("predict --json --model " + model + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["probabilities"].size(), 7u);
+  r = dermal("explain --json --model " + model + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["layer"], "max_pooling2d_5");
+  EXPECT_EQ(j["cam"].size(), 6u);
+  EXPECT_EQ(j["cam"][0].size(), 6u);
+}
+
+}  // namespace
+}  // namespace dermal::test
