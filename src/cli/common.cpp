@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "engine/dnnl_util.h"
 
@@ -16,11 +17,42 @@ namespace {
 constexpr const char* kDefaultModel = "mobilenet_v2_ham192.onnx";
 }
 
-void add_model_options(CLI::App& app, ModelOptions& o) {
+void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
   app.add_option("--model,-m", o.model, "Model file (.onnx); default: the bundled " + std::string(kDefaultModel));
   app.add_option("--card", o.card, "Model card JSON (default: the model's sidecar .json or metadata)");
   app.add_option("--threads", o.threads, "Compute threads (default: all cores)")->check(CLI::Range(1, 256));
+  if (labels_flag)
+    app.add_option("--labels", o.labels, "Class codes in output order: a file with one per line, or a,b,c (overrides the card)");
+  app.add_option("--preprocess", o.preprocess, "Keras preprocessing: caffe, tf, torch or raw (overrides the card)")
+      ->check(CLI::IsMember({"caffe", "tf", "torch", "raw"}));
 }
+
+namespace {
+
+std::vector<std::string> parse_labels(const std::string& arg) {
+  std::vector<std::string> out;
+  std::string text = arg;
+  if (fs::is_regular_file(arg)) {
+    std::ifstream f(arg);
+    text.assign(std::istreambuf_iterator<char>(f), {});
+    for (char& ch : text)
+      if (ch == '\n') ch = ',';
+  }
+  std::string cell;
+  for (char ch : text + ",") {
+    if (ch == ',') {
+      while (!cell.empty() && std::isspace(static_cast<unsigned char>(cell.back()))) cell.pop_back();
+      size_t start = cell.find_first_not_of(" \t\r");
+      if (start != std::string::npos) out.push_back(cell.substr(start));
+      cell.clear();
+    } else {
+      cell += ch;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string default_model_path() {
   if (const char* env = std::getenv("MODEL_PATH"); env && *env) return env;
@@ -40,7 +72,8 @@ std::string default_model_path() {
 
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
-  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card);
+  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess};
+  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides);
 }
 
 std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes) {

@@ -15,9 +15,12 @@ struct ModelOptions {
   std::string model;  // empty: the bundled default
   std::string card;   // empty: beside the model
   int threads = 0;    // 0: every core
+  std::string labels;      // --labels: a file with one code per line, or "a,b,c"
+  std::string preprocess;  // --preprocess: caffe | tf | torch | raw
 };
 
-void add_model_options(CLI::App& app, ModelOptions& o);
+// eval passes labels_flag = false: its --labels is the CSV of true labels.
+void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag = true);
 // MODEL_PATH, then models/ beside the executable (build tree or install), then ./models.
 std::string default_model_path();
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o);

@@ -167,7 +167,7 @@ int run_eval(const EvalOptions& o) {
 
 Command add_eval(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
-  add_model_options(app, o->model);
+  add_model_options(app, o->model, /*labels_flag=*/false);
   app.add_option("--images", o->images, "Folder of images")->required();
   app.add_option("--labels", o->labels, "CSV with an image column (image_id) and a label column (dx)")->required();
   app.add_option("--split", o->split, "Only rows whose split column has this value (e.g. test)");

@@ -72,11 +72,12 @@ struct Classifier::Plans {
 
 Classifier::~Classifier() = default;
 
-std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path) {
+std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path,
+                                             const formats::CardOverrides& overrides) {
   std::unique_ptr<Classifier> c(new Classifier());
   c->model_ = formats::load_model(model_path);
-  c->card_ = card_path.empty() ? formats::load_model_card(model_path, c->model_)
-                               : formats::load_model_card_file(card_path, c->model_);
+  c->card_ = card_path.empty() ? formats::load_model_card(model_path, c->model_, overrides)
+                               : formats::load_model_card_file(card_path, c->model_, overrides);
   c->plans_ = std::make_unique<Plans>();
   PlanOptions opts;
   const auto& p = c->card_.preprocess;

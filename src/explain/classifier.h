@@ -62,7 +62,8 @@ struct Explanation {
 class Classifier {
  public:
   // card_path empty: the sidecar beside the model, then its metadata, then defaults.
-  static std::unique_ptr<Classifier> load(const std::string& model_path, const std::string& card_path = "");
+  static std::unique_ptr<Classifier> load(const std::string& model_path, const std::string& card_path = "",
+                                          const formats::CardOverrides& overrides = {});
   ~Classifier();
 
   vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings) const;

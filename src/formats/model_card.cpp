@@ -126,6 +126,18 @@ ModelCard parse_model_card(const std::string& text, const std::string& source) {
 
 namespace {
 
+void apply_overrides(ModelCard& card, const CardOverrides& o) {
+  if (!o.labels.empty()) {
+    card.labels.clear();
+    for (const auto& code : o.labels) card.labels.push_back({code, code, false});
+    card.source += " + --labels";
+  }
+  if (!o.preprocess_mode.empty()) {
+    apply_preprocess_mode(card.preprocess, o.preprocess_mode);
+    card.source += " + --preprocess " + o.preprocess_mode;
+  }
+}
+
 // Completes the card from the graph and checks the two agree.
 void reconcile(ModelCard& card, const LoadedModel& model) {
   const engine::Graph& g = *model.graph;
@@ -173,21 +185,23 @@ void reconcile(ModelCard& card, const LoadedModel& model) {
 
 }  // namespace
 
-ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model) {
+ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model, const CardOverrides& overrides) {
   ModelCard card = parse_model_card(read_text(card_path), card_path);
+  apply_overrides(card, overrides);
   reconcile(card, model);
   return card;
 }
 
-ModelCard load_model_card(const std::string& model_path, const LoadedModel& model) {
+ModelCard load_model_card(const std::string& model_path, const LoadedModel& model, const CardOverrides& overrides) {
   std::filesystem::path sidecar = std::filesystem::path(model_path).replace_extension(".json");
-  if (std::filesystem::exists(sidecar)) return load_model_card_file(sidecar.string(), model);
+  if (std::filesystem::exists(sidecar)) return load_model_card_file(sidecar.string(), model, overrides);
   ModelCard card;
   if (auto it = model.metadata.find("dermal_card"); it != model.metadata.end()) {
     card = parse_model_card(it->second, model_path + " (metadata 'dermal_card')");
   } else {
     card.source = model_path + " (no card: generic labels, pixels scaled to 0-1)";
   }
+  apply_overrides(card, overrides);
   reconcile(card, model);
   if (card.name.empty() || card.name.find('(') != std::string::npos)
     card.name = std::filesystem::path(model_path).stem().string();

@@ -55,6 +55,13 @@ struct ModelCard {
   std::string metrics_json;  // as written in the card, for display
 };
 
+// What the command line can say over the card: `--labels` and `--preprocess` (a Keras mode), for
+// bare Keras applications that come without one.
+struct CardOverrides {
+  std::vector<std::string> labels;  // codes, in output order
+  std::string preprocess_mode;      // caffe | tf | torch | raw
+};
+
 // Parses card JSON; `source` names it in error messages.
 ModelCard parse_model_card(const std::string& json_text, const std::string& source);
 // Applies a Keras preprocessing mode (caffe, tf, torch, raw) to spec.
@@ -62,8 +69,9 @@ void apply_preprocess_mode(PreprocessSpec& spec, const std::string& mode);
 // Finds the card for a model (sidecar, then metadata, then defaults from the graph), fills what
 // the card leaves out from the graph (input name and size, layout) and checks it against the
 // model: label count = number of logits, input size = the graph's when fixed.
-ModelCard load_model_card(const std::string& model_path, const LoadedModel& model);
+ModelCard load_model_card(const std::string& model_path, const LoadedModel& model, const CardOverrides& overrides = {});
 // Same, with an explicit card file (--card).
-ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model);
+ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model,
+                               const CardOverrides& overrides = {});
 
 }  // namespace dermal::formats

@@ -101,6 +101,14 @@ TEST(Cli, KerasModelPredictsAndExplains) {
   EXPECT_EQ(j["layer"], "max_pooling2d_5");
   EXPECT_EQ(j["cam"].size(), 6u);
   EXPECT_EQ(j["cam"][0].size(), 6u);
+  // A bare model takes its labels and preprocessing from the command line, checked against it.
+  r = dermal("predict --json --model " + model + " --labels akiec,bcc,bkl,df,mel,nv,vasc --preprocess tf " + kImages +
+             "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(nlohmann::json::parse(r.out)["probabilities"].contains("mel"));
+  r = dermal("predict --model " + model + " --labels a,b " + kImages + "ISIC_0024306.jpg");
+  EXPECT_EQ(r.status, 3);
+  EXPECT_NE(r.out.find("lists 2 labels but the model outputs 7 classes"), std::string::npos) << r.out;
 }
 
 }  // namespace
