@@ -152,18 +152,7 @@ TEST(Binary, IntegerShapeArithmetic) {
 
 // The layout each input combination yields (what the planner relies on to avoid reorders).
 Layout output_layout(const char* type, const std::vector<Shape>& shapes, const std::vector<Layout>& layouts) {
-  OpContext ctx{type, "test", 13, shapes.size(), 1};
-  auto op = engine::create_op({}, ctx);
-  KernelConfig cfg;
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    cfg.inputs.push_back({DType::f32, shapes[i]});
-    cfg.present.push_back(true);
-    cfg.known.push_back(nullptr);
-  }
-  cfg.input_layouts = layouts;
-  cfg.outputs = op->infer(cfg.inputs, cfg.known);
-  op->make_kernel(cfg);
-  return cfg.output_layouts.at(0);
+  return kernel_output_layout(type, {}, shapes, layouts);
 }
 
 TEST(Binary, OutputLayout) {

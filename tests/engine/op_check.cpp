@@ -131,6 +131,32 @@ std::string compare(const Tensor& actual, const Tensor& expected, double atol, d
   return "";
 }
 
+void expect_op_error(const OpCase& c, ErrorKind kind, const std::vector<std::string>& fragments) {
+  try {
+    run_op(c, DType::f32);
+    ADD_FAILURE() << c.describe() << ": expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+  }
+}
+
+Layout kernel_output_layout(const std::string& type, const Attributes& attrs, const std::vector<Shape>& shapes,
+                            const std::vector<Layout>& layouts) {
+  OpContext ctx{type, "test", 13, shapes.size(), 1};
+  auto op = engine::create_op(attrs, ctx);
+  KernelConfig cfg;
+  for (const Shape& s : shapes) {
+    cfg.inputs.push_back({DType::f32, s});
+    cfg.present.push_back(true);
+    cfg.known.push_back(nullptr);
+  }
+  cfg.input_layouts = layouts;
+  cfg.outputs = op->infer(cfg.inputs, cfg.known);
+  op->make_kernel(cfg);
+  return cfg.output_layouts.at(0);
+}
+
 void expect_vjp_matches_fd(const OpCase& c, double h, double atol, double rtol) {
   std::mt19937 rng(1234);
   std::vector<Tensor> outs = run_op(c, DType::f64);

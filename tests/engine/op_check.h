@@ -24,6 +24,7 @@ using engine::DType;
 using engine::Layout;
 using engine::Shape;
 using engine::Tensor;
+using dermal::ErrorKind;
 
 struct OpCase {
   explicit OpCase(std::string op_type) : type(std::move(op_type)) {}
@@ -61,6 +62,14 @@ std::vector<Tensor> run_op_backward(const OpCase& c, const std::vector<Tensor>& 
 void expect_vjp_matches_fd(const OpCase& c, double h = 1e-6, double atol = 1e-6, double rtol = 1e-5);
 // Fails if the f32 kernel differs from the f64 one, forward or backward, beyond the tolerances.
 void expect_fast_matches_reference(const OpCase& c, double atol = 1e-4, double rtol = 1e-4);
+
+// Expects running the op (f32) to fail with this kind, the message holding every fragment.
+void expect_op_error(const OpCase& c, ErrorKind kind, const std::vector<std::string>& fragments);
+
+// The layout an f32 kernel picks for its output when its inputs (data, none known) arrive in
+// these layouts: what the planner relies on to avoid reorders.
+Layout kernel_output_layout(const std::string& type, const Attributes& attrs, const std::vector<Shape>& shapes,
+                            const std::vector<Layout>& layouts);
 
 // Max |a-b| / (atol + rtol*|b|) style comparison; returns a message or "" when close.
 std::string compare(const Tensor& actual, const Tensor& expected, double atol, double rtol);

@@ -25,16 +25,6 @@ void expect_values(const Tensor& t, const Shape& shape, const std::vector<double
   EXPECT_EQ(t.to_doubles(), values);
 }
 
-void expect_error(const OpCase& c, ErrorKind kind, const std::vector<std::string>& fragments) {
-  try {
-    run_op(c, DType::f32);
-    ADD_FAILURE() << c.describe() << ": expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-  }
-}
-
 void expect_gradients(const OpCase& c) {
   expect_vjp_matches_fd(c);
   expect_fast_matches_reference(c, 1e-6, 1e-6);
@@ -55,7 +45,7 @@ TEST(Flatten, ShapesAndGradients) {
   OpCase bad{"Flatten"};
   bad.attrs.set("axis", int64_t{5});
   bad.input(random_tensor({2, 3, 5, 7}, rng));
-  expect_error(bad, ErrorKind::invalid_model, {"Flatten", "[2,3,5,7]"});
+  expect_op_error(bad, ErrorKind::invalid_model, {"Flatten", "[2,3,5,7]"});
 }
 
 TEST(Reshape, ZeroCopiesMinusOneInfersAndOrderIsKept) {
@@ -86,28 +76,28 @@ TEST(Reshape, AllowZero) {
   EXPECT_EQ(run_op(zero, DType::f32)[0].shape(), (Shape{3, 0}));
   OpCase copy{"Reshape"};
   copy.input(Tensor::zeros(DType::f64, {0, 3})).weight(vec({3, 0}));
-  expect_error(copy, ErrorKind::invalid_model, {"Reshape", "[0,3]", "[3,0]"});
+  expect_op_error(copy, ErrorKind::invalid_model, {"Reshape", "[0,3]", "[3,0]"});
 
   OpCase both{"Reshape"};
   both.attrs.set("allowzero", int64_t{1});
   both.input(Tensor::zeros(DType::f64, {2, 3})).weight(vec({0, -1}));
-  expect_error(both, ErrorKind::invalid_model, {"Reshape", "allowzero"});
+  expect_op_error(both, ErrorKind::invalid_model, {"Reshape", "allowzero"});
 }
 
 TEST(Reshape, Errors) {
   std::mt19937 rng(3);
   OpCase size{"Reshape"};
   size.input(random_tensor({2, 3, 5}, rng)).weight(vec({4, 8}));
-  expect_error(size, ErrorKind::invalid_model, {"op 'Reshape'", "[2,3,5]", "[4,8]"});
+  expect_op_error(size, ErrorKind::invalid_model, {"op 'Reshape'", "[2,3,5]", "[4,8]"});
   OpCase indivisible{"Reshape"};
   indivisible.input(random_tensor({2, 3, 5}, rng)).weight(vec({-1, 4}));
-  expect_error(indivisible, ErrorKind::invalid_model, {"Reshape", "[2,3,5]", "[-1,4]"});
+  expect_op_error(indivisible, ErrorKind::invalid_model, {"Reshape", "[2,3,5]", "[-1,4]"});
   OpCase two{"Reshape"};
   two.input(random_tensor({2, 3, 5}, rng)).weight(vec({-1, -1}));
-  expect_error(two, ErrorKind::invalid_model, {"Reshape", "more than one -1"});
+  expect_op_error(two, ErrorKind::invalid_model, {"Reshape", "more than one -1"});
   OpCase unknown{"Reshape"};
   unknown.input(random_tensor({2, 3, 5}, rng)).input(vec({30}));
-  expect_error(unknown, ErrorKind::unsupported, {"Reshape", "shape"});
+  expect_op_error(unknown, ErrorKind::unsupported, {"Reshape", "shape"});
 }
 
 TEST(Squeeze, AxesInputAttributeAndDefault) {
@@ -133,7 +123,7 @@ TEST(Squeeze, AxesInputAttributeAndDefault) {
 
   OpCase not_one{"Squeeze"};
   not_one.input(random_tensor({2, 1, 5}, rng)).weight(vec({2}));
-  expect_error(not_one, ErrorKind::invalid_model, {"Squeeze", "[2,1,5]"});
+  expect_op_error(not_one, ErrorKind::invalid_model, {"Squeeze", "[2,1,5]"});
 }
 
 TEST(Unsqueeze, AxesCountInOutputRank) {
@@ -154,7 +144,7 @@ TEST(Unsqueeze, AxesCountInOutputRank) {
 
   OpCase repeated{"Unsqueeze"};
   repeated.input(random_tensor({3, 5}, rng)).weight(vec({1, -3}));
-  expect_error(repeated, ErrorKind::invalid_model, {"Unsqueeze", "repeat"});
+  expect_op_error(repeated, ErrorKind::invalid_model, {"Unsqueeze", "repeat"});
 }
 
 TEST(Transpose, ValuesAndGradients) {
@@ -180,7 +170,7 @@ TEST(Transpose, ValuesAndGradients) {
   OpCase bad{"Transpose"};
   bad.attrs.set("perm", std::vector<int64_t>{0, 0, 1});
   bad.input(random_tensor({2, 3, 4}, rng));
-  expect_error(bad, ErrorKind::invalid_model, {"Transpose", "[0,0,1]"});
+  expect_op_error(bad, ErrorKind::invalid_model, {"Transpose", "[0,0,1]"});
 }
 
 TEST(IdentityAndDropout, PassThroughWithMask) {
@@ -210,7 +200,7 @@ TEST(IdentityAndDropout, PassThroughWithMask) {
 
   OpCase training{"Dropout"};
   training.input(random_tensor({3, 5}, rng)).weight(Tensor::from_doubles({}, {0.5})).weight(ints({}, {1}));
-  expect_error(training, ErrorKind::unsupported, {"Dropout", "training_mode"});
+  expect_op_error(training, ErrorKind::unsupported, {"Dropout", "training_mode"});
   OpCase training_no_drop{"Dropout"};  // training with ratio 0 keeps everything: allowed
   training_no_drop.input(random_tensor({3, 5}, rng)).weight(Tensor::from_doubles({}, {0.0})).weight(ints({}, {1}));
   EXPECT_EQ(compare(run_op(training_no_drop, DType::f64)[0], training_no_drop.inputs[0], 0, 0), "");
@@ -219,13 +209,13 @@ TEST(IdentityAndDropout, PassThroughWithMask) {
   EXPECT_EQ(compare(run_op(unknown_ratio, DType::f64)[0], unknown_ratio.inputs[0], 0, 0), "");
   OpCase training_unknown_ratio{"Dropout"};
   training_unknown_ratio.input(random_tensor({3, 5}, rng)).input(Tensor::from_doubles({}, {0.0})).weight(ints({}, {1}));
-  expect_error(training_unknown_ratio, ErrorKind::unsupported, {"Dropout", "training_mode"});
+  expect_op_error(training_unknown_ratio, ErrorKind::unsupported, {"Dropout", "training_mode"});
   OpCase bad_ratio{"Dropout"};
   bad_ratio.input(random_tensor({3, 5}, rng)).weight(Tensor::from_doubles({}, {1.5}));
-  expect_error(bad_ratio, ErrorKind::invalid_model, {"Dropout", "ratio"});
+  expect_op_error(bad_ratio, ErrorKind::invalid_model, {"Dropout", "ratio"});
   OpCase unknown_mode{"Dropout"};
   unknown_mode.input(random_tensor({3, 5}, rng)).absent().input(ints({}, {0}));
-  expect_error(unknown_mode, ErrorKind::unsupported, {"Dropout", "training_mode"});
+  expect_op_error(unknown_mode, ErrorKind::unsupported, {"Dropout", "training_mode"});
 }
 
 TEST(Gather, NegativeIndicesValues) {
@@ -245,10 +235,10 @@ TEST(Gather, NegativeIndicesValues) {
 
   OpCase out_of_range{"Gather"};
   out_of_range.input(iota({3, 4})).weight(vec({3}));
-  expect_error(out_of_range, ErrorKind::invalid_model, {"Gather", "index 3", "[3,4]"});
+  expect_op_error(out_of_range, ErrorKind::invalid_model, {"Gather", "index 3", "[3,4]"});
   OpCase runtime_index{"Gather"};  // indices not known at load: checked when run
   runtime_index.input(iota({3, 4})).input(vec({-4}));
-  expect_error(runtime_index, ErrorKind::invalid_input, {"Gather", "index -4"});
+  expect_op_error(runtime_index, ErrorKind::invalid_input, {"Gather", "index -4"});
 }
 
 TEST(Gather, GradientScatterAddsRepeatedIndices) {
@@ -282,7 +272,7 @@ TEST(Expand, BroadcastsAndSumsGradients) {
   }
   OpCase bad{"Expand"};
   bad.input(random_tensor({3, 2}, rng)).weight(vec({4, 3}));
-  expect_error(bad, ErrorKind::invalid_model, {"Expand", "[3,2]", "[4,3]"});
+  expect_op_error(bad, ErrorKind::invalid_model, {"Expand", "[3,2]", "[4,3]"});
 }
 
 TEST(Cast, Values) {
@@ -307,7 +297,7 @@ TEST(Cast, Values) {
   OpCase half{"Cast"};
   half.attrs.set("to", int64_t{10});
   half.input(f);
-  expect_error(half, ErrorKind::unsupported, {"Cast", "FLOAT16"});
+  expect_op_error(half, ErrorKind::unsupported, {"Cast", "FLOAT16"});
 
   std::mt19937 rng(10);
   OpCase grad{"Cast"};
@@ -370,11 +360,11 @@ TEST(Constant, EveryValueForm) {
 
   OpCase text{"Constant"};
   text.attrs.set("value_string", std::string("hello"));
-  expect_error(text, ErrorKind::unsupported, {"Constant", "value_string"});
+  expect_op_error(text, ErrorKind::unsupported, {"Constant", "value_string"});
   OpCase two{"Constant"};
   two.attrs.set("value_int", int64_t{1});
   two.attrs.set("value_float", 1.0);
-  expect_error(two, ErrorKind::invalid_model, {"Constant"});
+  expect_op_error(two, ErrorKind::invalid_model, {"Constant"});
 }
 
 TEST(ConstantOfShapeAndRange, Values) {

@@ -162,15 +162,10 @@ TEST(Slice, ShapeChainFoldsInTheExecutor) {
   EXPECT_EQ(ex.get("hw").to_ints(), (std::vector<int64_t>{5, 7}));
 }
 
-void expect_error(const OpCase& c, ErrorKind kind, const std::vector<std::string>& fragments) {
-  try {
-    run_op(c, DType::f32);
-    ADD_FAILURE() << c.describe() << ": expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    EXPECT_NE(std::string(e.what()).find("node 'test'"), std::string::npos) << e.what();
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-  }
+// Every Slice error names the node as well as what is wrong.
+void expect_error(const OpCase& c, ErrorKind kind, std::vector<std::string> fragments) {
+  fragments.push_back("node 'test'");
+  expect_op_error(c, kind, fragments);
 }
 
 TEST(Slice, Errors) {
