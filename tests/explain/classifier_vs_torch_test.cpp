@@ -19,6 +19,7 @@
 
 #include "explain/classifier.h"
 #include "explain/map_compare.h"
+#include "formats/torch_reference.h"
 
 namespace dermal::test {
 namespace {
@@ -27,37 +28,20 @@ using engine::DType;
 using engine::Shape;
 using engine::Tensor;
 using nlohmann::json;
+using torch_reference::manifest;
+using torch_reference::read_f32;
+using torch_reference::rows;
+
+// Row i of the leading dimension, as a vector.
+std::vector<float> row(const Tensor& t, int64_t i) {
+  Tensor r = rows(t, i, 1);
+  return {r.data<float>(), r.data<float>() + r.numel()};
+}
 
 constexpr double kMinPearson = 0.999;
 constexpr double kMaxScaledDiff = 0.01;  // on the [0, 1] scale users see; measured: <= 1.3e-3
-const std::string kRefDir = DERMAL_REFERENCE_DIR;
 const std::string kCardDir = std::string(DERMAL_SOURCE_DIR) + "/tests/data/cards";
 const char* const kMapMethods[] = {"gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam"};
-
-json manifest() {
-  std::ifstream f(kRefDir + "/manifest.json");
-  if (!f) throw std::runtime_error("no reference at " + kRefDir + ": run the torch_reference test first");
-  return json::parse(f);
-}
-
-Tensor read_f32(const json& entry) {
-  Tensor t = Tensor::zeros(DType::f32, entry["shape"].get<Shape>());
-  std::ifstream f(kRefDir + "/" + entry["file"].get<std::string>(), std::ios::binary);
-  f.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes()));
-  if (f.gcount() != static_cast<std::streamsize>(t.bytes())) throw std::runtime_error("short reference file");
-  return t;
-}
-
-// Row i of the leading dimension, as a vector, or as a [1, ...] tensor.
-std::vector<float> row(const Tensor& t, int64_t i) {
-  const int64_t n = t.numel() / t.dim(0);
-  return {t.data<float>() + i * n, t.data<float>() + (i + 1) * n};
-}
-Tensor row_tensor(const Tensor& t, int64_t i) {
-  Shape s = t.shape();
-  s[0] = 1;
-  return Tensor::from_floats(s, row(t, i));
-}
 
 // Lowest Pearson and largest [0, 1]-scaled difference per method, over layers and images.
 struct Worst {
@@ -85,7 +69,7 @@ class CamVsTorch : public ::testing::TestWithParam<int> {
     const Shape grid = layer["shape"].get<Shape>();  // [C, H, W]
     explain::Timings timings;
     // A heatmap at the grid's own size: the upsampling is not what is tested here.
-    explain::Explanation e = clf_->explain_input(row_tensor(inputs_, i), static_cast<int>(grid[2]),
+    explain::Explanation e = clf_->explain_input(rows(inputs_, i, 1), static_cast<int>(grid[2]),
                                                  static_cast<int>(grid[1]), req, timings);
     EXPECT_EQ(e.layer, layer["tensor"].get<std::string>());
     EXPECT_EQ(e.class_index, target);

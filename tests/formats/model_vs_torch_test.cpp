@@ -11,38 +11,15 @@
 #include "engine/executor.h"
 #include "engine/op_check.h"
 #include "formats/model_loader.h"
+#include "formats/torch_reference.h"
 
 namespace dermal::test {
 namespace {
 
 using nlohmann::json;
-
-const std::string kRefDir = DERMAL_REFERENCE_DIR;
-
-json manifest() {
-  std::ifstream f(kRefDir + "/manifest.json");
-  if (!f) throw std::runtime_error("no reference at " + kRefDir + ": run the torch_reference test first");
-  return json::parse(f);
-}
-
-Tensor read_f32(const json& entry) {
-  Shape shape = entry["shape"].get<Shape>();
-  Tensor t = Tensor::zeros(DType::f32, shape);
-  std::ifstream f(kRefDir + "/" + entry["file"].get<std::string>(), std::ios::binary);
-  f.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(t.bytes()));
-  if (f.gcount() != static_cast<std::streamsize>(t.bytes())) throw std::runtime_error("short reference file");
-  return t;
-}
-
-// Rows [begin, begin+count) of the leading dimension, as an owning tensor.
-Tensor slice(const Tensor& t, int64_t begin, int64_t count) {
-  Shape s = t.shape();
-  int64_t row = t.numel() / s[0];
-  s[0] = count;
-  Tensor out = Tensor::zeros(DType::f32, s);
-  std::copy(t.data<float>() + begin * row, t.data<float>() + (begin + count) * row, out.data<float>());
-  return out;
-}
+using torch_reference::manifest;
+using torch_reference::read_f32;
+using torch_reference::rows;
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
@@ -90,9 +67,9 @@ TEST_P(ModelVsTorch, LogitsOnRealImages) {
   opts.input_shapes[model_["input"]] = {1, 3, inputs_.dim(2), inputs_.dim(3)};
   engine::Executor single(loaded_.graph, opts);
   for (int64_t i = 0; i < n; i += 7) {
-    single.set_input(model_["input"], slice(inputs_, i, 1));
+    single.set_input(model_["input"], rows(inputs_, i, 1));
     single.forward();
-    EXPECT_LE(max_abs_diff(single.get(model_["output"]), slice(expected, i, 1)), 1e-4) << "image " << i;
+    EXPECT_LE(max_abs_diff(single.get(model_["output"]), rows(expected, i, 1)), 1e-4) << "image " << i;
   }
   std::printf("%s: %lld images, max |logit - torch| = %.2e\n", model_["name"].get<std::string>().c_str(),
               static_cast<long long>(n), diff);
@@ -119,10 +96,10 @@ TEST_P(ModelVsTorch, ClassLogitGradientsAtInnerLayers) {
     Tensor grad_ref = Tensor::view(DType::f32, per_class, grad_file.raw());
     double worst = 0;
     for (int64_t i = 0; i < k; ++i) {
-      ex.set_input(model_["input"], slice(inputs_, i, 1));
+      ex.set_input(model_["input"], rows(inputs_, i, 1));
       ex.forward();
       Tensor act = ex.get(layers[l]);
-      Tensor act_expected = slice(act_ref, i, 1);
+      Tensor act_expected = rows(act_ref, i, 1);
       EXPECT_LE(max_abs_diff(act, act_expected), 1e-4 * std::max(1.0, max_abs(act_expected.to_doubles())))
           << layers[l] << " activation, image " << i;
       for (int64_t c = 0; c < classes; ++c) {
@@ -130,7 +107,7 @@ TEST_P(ModelVsTorch, ClassLogitGradientsAtInnerLayers) {
         seed.data<float>()[c] = 1.f;
         Tensor g = ex.backward(model_["output"], seed, {layers[l]})[0];
         // The reference block for image i, class c: [1, C, H, W].
-        Tensor expected = slice(grad_ref, i * classes + c, 1);
+        Tensor expected = rows(grad_ref, i * classes + c, 1);
         double scale = max_abs(expected.to_doubles());
         ASSERT_GT(scale, 0) << "reference gradient is all zero: it would prove nothing";
         double rel = max_abs_diff(g, expected) / scale;
