@@ -84,6 +84,8 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
   opts.keep = {c->model_.logits};  // an inner tensor when the model ends in softmax
   c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
+  const Shape& logits = c->plans_->predict->info(c->model_.logits).shape;
+  formats::fit_labels(c->card_, logits.empty() ? 1 : logits.back());
   c->plans_->tensors = c->plans_->predict->tensor_infos();
   c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
   return c;

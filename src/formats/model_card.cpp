@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "engine/executor.h"
 
 namespace dermal::formats {
 
@@ -168,22 +167,19 @@ void reconcile(ModelCard& card, const LoadedModel& model) {
     p.width = static_cast<int>(w);
   }
   if (p.width <= 0 || p.height <= 0) bad_card(card.source, "the model's input size is dynamic: give input.width and input.height");
-  // Plan once to learn the number of logits.
-  engine::PlanOptions opts;
-  opts.input_shapes[input->name] = p.nhwc ? engine::Shape{1, p.height, p.width, 3} : engine::Shape{1, 3, p.height, p.width};
-  engine::Executor ex(model.graph, opts);
-  const engine::Shape& out = ex.info(model.logits).shape;
-  const int64_t classes = out.empty() ? 1 : out.back();
+  if (card.name.empty()) card.name = std::filesystem::path(card.source).stem().string();
+}
+
+}  // namespace
+
+void fit_labels(ModelCard& card, int64_t classes) {
   if (card.labels.empty()) {
     for (int64_t i = 0; i < classes; ++i) card.labels.push_back({"class_" + std::to_string(i), "class " + std::to_string(i), false});
   } else if (static_cast<int64_t>(card.labels.size()) != classes) {
     bad_card(card.source, "lists " + std::to_string(card.labels.size()) + " labels but the model outputs " +
                               std::to_string(classes) + " classes");
   }
-  if (card.name.empty()) card.name = std::filesystem::path(card.source).stem().string();
 }
-
-}  // namespace
 
 ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model, const CardOverrides& overrides) {
   ModelCard card = parse_model_card(read_text(card_path), card_path);

@@ -67,11 +67,15 @@ ModelCard parse_model_card(const std::string& json_text, const std::string& sour
 // Applies a Keras preprocessing mode (caffe, tf, torch, raw) to spec.
 void apply_preprocess_mode(PreprocessSpec& spec, const std::string& mode);
 // Finds the card for a model (sidecar, then metadata, then defaults from the graph), fills what
-// the card leaves out from the graph (input name and size, layout) and checks it against the
-// model: label count = number of logits, input size = the graph's when fixed.
+// the card leaves out from the graph (input name and size, layout) and checks the input size
+// against the graph's when fixed. The label count is checked by fit_labels once the caller has
+// planned the model (Classifier::load does), so the model is planned only once.
 ModelCard load_model_card(const std::string& model_path, const LoadedModel& model, const CardOverrides& overrides = {});
 // Same, with an explicit card file (--card).
 ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model,
                                const CardOverrides& overrides = {});
+// Checks the labels against the number of logits (an error when they differ), or names the
+// classes class_0... when the card gave none.
+void fit_labels(ModelCard& card, int64_t classes);
 
 }  // namespace dermal::formats
