@@ -14,10 +14,14 @@ PACKAGES=(
   libhdf5-dev libzip-dev nlohmann-json3-dev
   # command line
   libcli11-dev
+  # the server (serve/): HTTP (its pkg-config file needs OpenSSL's headers), Prometheus metrics
+  libcpp-httplib-dev libssl-dev prometheus-cpp-dev
   # tests and benchmarks: GoogleTest, ONNX's conformance data, the PyTorch reference
   libgtest-dev libonnx-testdata python3 python3-torch python3-onnx python3-numpy python3-pil
   # the Keras reference (tools/keras_reference): h5py writes Keras files, TensorFlow.js runs them
   python3-h5py
+  # the browser test (tests/browser): Debian's Chromium, driven by playwright-core from npm
+  chromium
 )
 
 missing=()

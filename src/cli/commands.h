@@ -13,5 +13,6 @@ Command add_inspect(CLI::App& app);
 Command add_predict(CLI::App& app);
 Command add_explain(CLI::App& app);
 Command add_eval(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace dermal::cli

@@ -1,0 +1,68 @@
+// The server's configuration: command-line flags over the environment over a `.env` file over
+// defaults, one name for each setting (the names the Django app it replaces used where it had
+// them). A malformed value stops startup with a message naming the setting and where it came from.
+//
+//   serve::ConfigSources src;
+//   src.flags["PORT"] = "9000";                       // from --port
+//   src.env = [](const std::string& k) { ... };      // getenv, or a map in tests
+//   src.env_file = ".env";
+//   serve::ServeConfig c = serve::load_config(src);  // throws Error(invalid_input) on bad values
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dermal::serve {
+
+enum class LogLevel { debug, info, warn, error, off };
+const char* log_level_name(LogLevel l);
+
+struct ServeConfig {
+  bool preload_model = true;        // PRELOAD_MODEL: false loads on the first request that needs it
+  bool enable_gradcam = true;       // ENABLE_GRADCAM: default of /api/predict's `gradcam`
+  std::string model_path;           // MODEL_PATH: the CLI fills in the bundled default model
+  std::string card_path;            // MODEL_CARD: empty = beside the model
+  std::string host = "0.0.0.0";     // HOST
+  int port = 8000;                  // PORT: 0 = any free port (tests)
+  int threads = 0;                  // THREADS: compute threads, 0 = every core
+  double max_upload_mb = 10;        // MAX_UPLOAD_MB: request body limit (413 above)
+  int64_t max_image_pixels = 40'000'000;  // MAX_IMAGE_PIXELS: declared width*height (422 above)
+  int max_queue = 16;               // MAX_QUEUE: requests waiting for the model (503 above)
+  double request_timeout_s = 30;    // REQUEST_TIMEOUT_S: queue wait plus work (504 above)
+  std::string cam_method = "gradcam";  // CAM_METHOD: default explanation method
+  LogLevel log_level = LogLevel::info; // LOG_LEVEL: debug | info | warn | error | off
+
+  std::map<std::string, std::string> sources;  // setting -> "default" | ".env" | "environment" | "flag"
+
+  size_t max_upload_bytes() const { return static_cast<size_t>(max_upload_mb * 1024 * 1024); }
+  int http_threads() const { return std::max(8, max_queue + 4); }  // enough to answer 503s quickly
+};
+
+// Every setting's name, in the order /health?verbose=1 shows them.
+const std::vector<std::string>& config_names();
+
+struct ConfigSources {
+  std::map<std::string, std::string> flags;                            // by setting name
+  std::function<std::optional<std::string>(const std::string&)> env;  // null: no environment
+  std::string env_file = ".env";
+  bool env_file_required = false;  // true when the user named the file: missing is an error
+};
+
+// The process environment, for ConfigSources::env.
+std::optional<std::string> process_env(const std::string& name);
+
+// Parses `.env` text: KEY=VALUE lines, '#' comments, optional `export `, optional quotes.
+// Throws invalid_input naming the line for a line that is none of these.
+std::map<std::string, std::string> parse_env_file(const std::string& text, const std::string& path);
+
+ServeConfig load_config(const ConfigSources& sources);
+
+// The effective settings as name -> printable value (nothing secret is configured here).
+std::map<std::string, std::string> config_values(const ServeConfig& c);
+
+}  // namespace dermal::serve

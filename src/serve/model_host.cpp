@@ -1,0 +1,63 @@
+#include "serve/model_host.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "engine/error.h"
+
+namespace dermal::serve {
+
+ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
+  if (config.model_path.empty()) throw Error(ErrorKind::invalid_input, "MODEL_PATH is empty: no model to serve");
+  path_ = config.model_path;
+  name_ = std::filesystem::path(path_).stem().string();
+  limits_.max_bytes = config.max_upload_bytes();
+  limits_.max_pixels = config.max_image_pixels;
+}
+
+explain::Classifier& ModelHost::get() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (classifier_) return *classifier_;
+  }
+  auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<explain::Classifier> c;
+  try {
+    c = explain::Classifier::load(path_, card_path_);
+  } catch (const Error& e) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    snapshot_.load_error = e.what();
+    throw;
+  }
+  c->limits() = limits_;
+  Snapshot s;
+  s.loaded = true;
+  s.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const auto& card = c->card();
+  s.labels = card.labels;
+  s.input_name = card.input_name;
+  s.layout = card.preprocess.nhwc ? "nhwc" : "nchw";
+  s.input_width = card.preprocess.width;
+  s.input_height = card.preprocess.height;
+  s.format = c->model().format;
+  s.producer = c->model().producer;
+  s.explain_layer = c->resolve_layer(card.explain_layer);
+  s.weight_bytes = c->model().graph->weight_bytes();
+  s.planned_activation_bytes = c->planned_activation_bytes();
+  std::lock_guard<std::mutex> lock(mutex_);
+  classifier_ = std::move(c);
+  snapshot_ = s;
+  return *classifier_;
+}
+
+ModelHost::Snapshot ModelHost::snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return snapshot_;
+}
+
+bool ModelHost::loaded() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return classifier_ != nullptr;
+}
+
+}  // namespace dermal::serve

@@ -1,0 +1,237 @@
+// POST /api/predict (JSON) and POST /api/explain (the overlay as a PNG): the image as multipart
+// field `image` or as the raw body; options in the query string.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "serve/base64.h"
+#include "serve/context.h"
+#include "vision/colormap.h"
+#include "vision/decode.h"
+#include "vision/encode.h"
+#include "vision/overlay.h"
+
+namespace dermal::serve {
+
+namespace {
+
+struct ApiParams {
+  bool gradcam = true;
+  explain::ExplainRequest explain;
+  int top_k = 3;
+  float alpha = 0.4f;
+  vision::Colormap colormap = vision::Colormap::jet;
+  bool heatmap = false;  // also return the coloured heatmap alone (the page blends it itself)
+  bool overlay = true;   // return the blended overlay (the page, which blends itself, says false)
+};
+
+[[noreturn]] void bad_param(const std::string& name, const std::string& value, const std::string& expected) {
+  throw HttpError(400, "query parameter " + name + "='" + value.substr(0, 64) + "' is not valid: expected " + expected);
+}
+
+bool bool_param(const httplib::Request& req, const std::string& name, bool fallback) {
+  if (!req.has_param(name.c_str())) return fallback;
+  std::string v = req.get_param_value(name.c_str());
+  for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (v == "1" || v == "true" || v == "yes" || v == "on" || v.empty()) return true;
+  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
+  bad_param(name, v, "true or false");
+}
+
+ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
+  ApiParams p;
+  p.gradcam = bool_param(req, "gradcam", config.enable_gradcam);
+  p.heatmap = bool_param(req, "heatmap", false);
+  p.overlay = bool_param(req, "overlay", true);
+  p.explain.aug_smooth = bool_param(req, "aug_smooth", false);
+  const std::string method = req.has_param("method") ? req.get_param_value("method") : config.cam_method;
+  try {
+    p.explain.method = explain::parse_cam_method(method);
+  } catch (const Error& e) {
+    throw HttpError(400, e.what());
+  }
+  if (req.has_param("class")) p.explain.target = req.get_param_value("class").substr(0, 64);
+  if (req.has_param("layer")) p.explain.layer = req.get_param_value("layer").substr(0, 256);
+  if (p.explain.target.empty()) p.explain.target = "top";
+  if (p.explain.layer.empty()) p.explain.layer = "auto";
+  if (req.has_param("top_k")) {
+    const std::string v = req.get_param_value("top_k");
+    char* end = nullptr;
+    long k = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || k < 1 || k > 1000) bad_param("top_k", v, "a whole number of at least 1");
+    p.top_k = static_cast<int>(k);
+  }
+  if (req.has_param("alpha")) {
+    const std::string v = req.get_param_value("alpha");
+    char* end = nullptr;
+    double a = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(a >= 0 && a <= 1)) bad_param("alpha", v, "a number from 0 to 1");
+    p.alpha = static_cast<float>(a);
+  }
+  if (req.has_param("colormap")) {
+    try {
+      p.colormap = vision::parse_colormap(req.get_param_value("colormap"));
+    } catch (const Error& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+  return p;
+}
+
+// The uploaded file: multipart field `image`, or the whole body. Kept in memory only.
+std::string upload_bytes(const httplib::Request& req) {
+  if (req.is_multipart_form_data()) {
+    if (!req.has_file("image")) {
+      std::string fields;
+      for (const auto& [name, part] : req.files) fields += (fields.empty() ? "" : ", ") + name.substr(0, 32);
+      throw HttpError(400, "no 'image' field in the form" + (fields.empty() ? std::string() : " (it has: " + fields + ")") +
+                               "; send the file as multipart field 'image' or as the raw body");
+    }
+    std::string bytes = req.get_file_value("image").content;
+    if (bytes.empty()) throw HttpError(400, "the 'image' field is empty (0 bytes)");
+    return bytes;
+  }
+  if (req.body.empty()) throw HttpError(400, "no image: the request body is empty");
+  // A form or JSON body is a client mistake worth naming, unless it is an image sent with the
+  // wrong type (curl --data-binary says application/x-www-form-urlencoded).
+  const std::string type = req.get_header_value("Content-Type");
+  const bool image_bytes = vision::detect_format(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size()) !=
+                           vision::ImageFormat::unknown;
+  if (!image_bytes && (type.rfind("application/x-www-form-urlencoded", 0) == 0 || type.rfind("application/json", 0) == 0 ||
+                       type.rfind("text/", 0) == 0))
+    throw HttpError(400, "send the image as multipart field 'image' or as the raw body (Content-Type image/* or "
+                         "application/octet-stream), not as " + type.substr(0, 64));
+  return req.body;
+}
+
+// What the worker computes for one request.
+struct Job {
+  std::string bytes;
+  ApiParams params;
+  // results
+  std::string model;
+  explain::Timings timings;
+  int width = 0, height = 0;
+  explain::Prediction prediction;
+  bool explained = false;
+  std::string method, layer, class_code;
+  int class_index = 0;
+  std::vector<uint8_t> overlay_png, heatmap_png;
+};
+
+void compute(Context& ctx, Job& job) {
+  explain::Classifier& clf = loaded_classifier(ctx);
+  job.model = ctx.model.name();
+  vision::Image image = decode_upload(clf, job.bytes, job.timings);
+  job.width = image.width;
+  job.height = image.height;
+  if (!job.params.gradcam) {
+    job.prediction = clf.predict(image, job.timings);
+    return;
+  }
+  explain::Explanation e = clf.explain(image, job.params.explain, job.timings);
+  job.prediction = e.prediction;
+  job.explained = true;
+  job.method = e.method;
+  job.layer = e.layer;
+  job.class_code = e.class_code;
+  job.class_index = e.class_index;
+  const auto start = Clock::now();
+  vision::Image heat = vision::colorize(e.heatmap, job.params.colormap);
+  if (job.params.overlay) job.overlay_png = vision::encode_png(vision::blend(image, heat, job.params.alpha));
+  if (job.params.heatmap) job.heatmap_png = vision::encode_png(heat);
+  job.timings["encode"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+std::shared_ptr<Job> run_job(Context& ctx, const httplib::Request& req, bool force_gradcam) {
+  auto job = std::make_shared<Job>();
+  job->params = parse_params(req, ctx.config);
+  if (force_gradcam) job->params.gradcam = job->params.overlay = true;
+  job->bytes = upload_bytes(req);
+  run_on_worker(ctx, [&ctx, job] { compute(ctx, *job); });
+  for (const auto& [stage, ms] : job->timings) current_request().stages[stage] = ms;
+  return job;
+}
+
+// "queue;dur=0.1, decode;dur=1.3, ..." (the Server-Timing header browsers' dev tools show).
+std::string server_timing(const explain::Timings& stages) {
+  std::string out;
+  char buf[64];
+  for (const auto& [stage, ms] : stages) {
+    std::snprintf(buf, sizeof buf, "%s%s;dur=%.2f", out.empty() ? "" : ", ", stage.c_str(), ms);
+    out += buf;
+  }
+  return out;
+}
+
+nlohmann::json timings_json(const explain::Timings& stages) {
+  nlohmann::json j = nlohmann::json::object();
+  double total = 0;
+  for (const auto& [stage, ms] : stages) {
+    j[stage] = std::round(ms * 1000) / 1000;
+    total += ms;
+  }
+  j["total"] = std::round(total * 1000) / 1000;
+  return j;
+}
+
+void predict_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto job = run_job(ctx, req, false);
+  const auto& stages = current_request().stages;
+  const auto& p = job->prediction;
+  nlohmann::json j;
+  j["model"] = job->model;
+  j["image"] = {{"width", job->width}, {"height", job->height}};
+  j["top"] = nlohmann::json::array();
+  const size_t k = std::min<size_t>(static_cast<size_t>(job->params.top_k), p.ranked.size());
+  for (size_t i = 0; i < k; ++i)
+    j["top"].push_back({{"label", p.ranked[i].code},
+                        {"name", p.ranked[i].name},
+                        {"malignant", p.ranked[i].malignant},
+                        {"probability", p.ranked[i].probability}});
+  j["probabilities"] = nlohmann::json::object();
+  for (const auto& c : p.ranked) j["probabilities"][c.code] = c.probability;
+  if (job->explained) {
+    const auto& label = *std::find_if(p.ranked.begin(), p.ranked.end(),
+                                      [&](const explain::ClassScore& c) { return c.index == job->class_index; });
+    j["gradcam"] = {{"method", job->method},
+                    {"layer", job->layer},
+                    {"class", job->class_code},
+                    {"class_name", label.name},
+                    {"class_probability", label.probability},
+                    {"alpha", std::round(job->params.alpha * 1000) / 1000},
+                    {"colormap", vision::colormap_name(job->params.colormap)}};
+    if (job->params.overlay)
+      j["gradcam"]["overlay_png"] = base64_encode(job->overlay_png.data(), job->overlay_png.size());
+    if (job->params.heatmap)
+      j["gradcam"]["heatmap_png"] = base64_encode(job->heatmap_png.data(), job->heatmap_png.size());
+  } else {
+    j["gradcam"] = nullptr;
+  }
+  j["timings_ms"] = timings_json(stages);
+  j["request_id"] = current_request().id;
+  res.set_header("Server-Timing", server_timing(stages));
+  send_json(res, j);
+}
+
+void explain_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  auto job = run_job(ctx, req, true);
+  const auto& stages = current_request().stages;
+  res.set_header("Server-Timing", server_timing(stages));
+  res.set_header("X-Dermal-Class", job->class_code);
+  res.set_header("X-Dermal-Method", job->method);
+  res.set_header("X-Dermal-Layer", job->layer);
+  char prob[32];
+  std::snprintf(prob, sizeof prob, "%.6f", job->prediction.probabilities[static_cast<size_t>(job->class_index)]);
+  res.set_header("X-Dermal-Probability", prob);
+  res.set_content(std::string(job->overlay_png.begin(), job->overlay_png.end()), "image/png");
+}
+
+}  // namespace
+
+void add_api_routes(Router& r, Context& ctx) {
+  r.post("/api/predict", "/api/predict", [&ctx](const httplib::Request& req, httplib::Response& res) { predict_route(ctx, req, res); });
+  r.post("/api/explain", "/api/explain", [&ctx](const httplib::Request& req, httplib::Response& res) { explain_route(ctx, req, res); });
+}
+
+}  // namespace dermal::serve

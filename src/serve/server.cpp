@@ -1,0 +1,360 @@
+#include "serve/server.h"
+
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "engine/dnnl_util.h"
+#include "serve/context.h"
+#include "serve/memory.h"
+
+namespace dermal::serve {
+
+namespace {
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// The client's X-Request-Id when it is a short token, else a fresh random one.
+std::string request_id(const httplib::Request& req) {
+  std::string given = req.get_header_value("X-Request-Id");
+  bool ok = !given.empty() && given.size() <= 64;
+  for (char c : given) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+  if (ok) return given;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+const char* reason_for(int status) {
+  switch (status) {
+    case 400: return "bad request";
+    case 404: return "not found";
+    case 405: return "method not allowed";
+    case 413: return "the request body is over the upload limit";
+    case 414: return "the URI is too long";
+    case 416: return "range not satisfiable";
+    case 500: return "internal error";
+    case 503: return "unavailable";
+    default: return "error";
+  }
+}
+
+std::string fmt_ms(double ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", ms);
+  return buf;
+}
+
+}  // namespace
+
+RequestScope& current_request() {
+  thread_local RequestScope scope;
+  return scope;
+}
+
+Context::Context(const ServeConfig& c)
+    : config(c), log(c.log_level), model(c), queue(static_cast<size_t>(c.max_queue), [threads = c.threads] {
+        // OpenMP thread counts are per calling thread: set them on the worker that computes.
+        if (threads > 0) engine::dnnl_util::set_threads(threads);
+      }) {}
+
+std::string to_json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void send_json(httplib::Response& res, const nlohmann::json& j, int status) {
+  res.status = status;
+  res.set_content(to_json_text(j), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send_json(res, {{"error", message}}, status);
+}
+
+int status_for(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::invalid_input: return 400;
+    case ErrorKind::too_large: return 413;
+    case ErrorKind::invalid_model:
+    case ErrorKind::unsupported:
+    case ErrorKind::internal: return 500;
+  }
+  return 500;
+}
+
+Router::Handler Router::wrap(const std::string& route, Handler h) {
+  return [this, route, h](const httplib::Request& req, httplib::Response& res) {
+    current_request().route = route;
+    try {
+      h(req, res);
+    } catch (const HttpError& e) {
+      if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
+      send_error(res, e.status, e.what());
+    } catch (const Error& e) {
+      send_error(res, status_for(e), e.what());
+    } catch (const std::exception& e) {
+      ctx_.log.write(LogLevel::error, "id=" + current_request().id + " unexpected=" + Log::quote(e.what()));
+      send_error(res, 500, std::string("internal error: ") + e.what());
+    }
+    if (res.status >= 500) ctx_.log.write(LogLevel::error, "id=" + current_request().id + " error=" + Log::quote(res.body));
+  };
+}
+
+void Router::get(const std::string& pattern, const std::string& route, Handler h) {
+  http_.Get(pattern, wrap(route, std::move(h)));
+  entries_.push_back({"GET", pattern});
+}
+
+void Router::post(const std::string& pattern, const std::string& route, Handler h) {
+  http_.Post(pattern, wrap(route, std::move(h)));
+  entries_.push_back({"POST", pattern});
+}
+
+std::string Router::allowed_methods(const std::string& path) const {
+  std::string out;
+  for (const auto& e : entries_) {
+    if (!std::regex_match(path, std::regex(e.pattern))) continue;
+    const std::string m = e.method == "GET" ? "GET, HEAD" : e.method;
+    if (out.find(m) == std::string::npos) out += (out.empty() ? "" : ", ") + m;
+  }
+  return out;
+}
+
+void run_on_worker(Context& ctx, std::function<void()> work) {
+  const auto submitted = Clock::now();
+  auto waited = std::make_shared<std::atomic<double>>(-1);
+  auto outcome = ctx.queue.run(
+      [work = std::move(work), submitted, waited] {
+        *waited = ms_since(submitted);
+        work();
+      },
+      ctx.config.request_timeout_s);
+  if (*waited >= 0) current_request().stages["queue"] = *waited;
+  switch (outcome) {
+    case InferenceQueue::Outcome::done: return;
+    case InferenceQueue::Outcome::queue_full:
+      throw HttpError(503, "busy: " + std::to_string(ctx.config.max_queue) + " requests are already waiting; retry later",
+                      ctx.queue.retry_after_s());
+    case InferenceQueue::Outcome::stopped: throw HttpError(503, "the server is shutting down", 5);
+    case InferenceQueue::Outcome::timed_out: {
+      std::ostringstream s;
+      s << "no answer within REQUEST_TIMEOUT_S=" << ctx.config.request_timeout_s << " s";
+      throw HttpError(504, s.str());
+    }
+  }
+}
+
+explain::Classifier& loaded_classifier(Context& ctx) {
+  const bool was_loaded = ctx.model.loaded();
+  try {
+    explain::Classifier& clf = ctx.model.get();
+    if (!was_loaded)
+      ctx.log.write(LogLevel::info, "event=model_loaded model=" + Log::quote(ctx.model.name()) +
+                                        " ms=" + fmt_ms(ctx.model.snapshot().load_ms));
+    return clf;
+  } catch (const Error& e) {
+    throw HttpError(500, std::string("the model could not be loaded: ") + e.what());
+  }
+}
+
+vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, explain::Timings& timings) {
+  try {
+    return clf.decode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), timings);
+  } catch (const Error& e) {
+    // Unprocessable: not an image we read, or one whose header declares more pixels than
+    // MAX_IMAGE_PIXELS (a decompression bomb is refused before any pixel is allocated).
+    throw HttpError(422, e.what());
+  }
+}
+
+struct Server::Impl {
+  explicit Impl(const ServeConfig& c) : ctx(c), router(http, ctx) {}
+  Context ctx;
+  httplib::Server http;
+  Router router;
+  int port = 0;
+  // 0: run() not entered, 1: running, 2: returned. shutdown() before run() must not be lost.
+  std::atomic<int> run_state{0};
+
+  void log_request(const httplib::Request& req, const httplib::Response& res);
+};
+
+void Server::Impl::log_request(const httplib::Request& req, const httplib::Response& res) {
+  RequestScope& scope = current_request();
+  const double ms = scope.active ? ms_since(scope.start) : 0;
+  ctx.metrics.count_request(scope.route, res.status, ms / 1000.0);
+  std::string stages;
+  for (const auto& [stage, stage_ms] : scope.stages) {
+    ctx.metrics.observe_stage(stage, stage_ms);
+    stages += " " + stage + "_ms=" + fmt_ms(stage_ms);
+  }
+  if (ctx.log.enabled(LogLevel::info)) {
+    std::string path = req.path.substr(0, 128);
+    ctx.log.write(LogLevel::info, "id=" + (scope.active ? scope.id : "-") + " method=" + Log::quote(req.method) +
+                                      " route=" + Log::quote(scope.route) + " path=" + Log::quote(path) +
+                                      " status=" + std::to_string(res.status) + " ms=" + fmt_ms(ms) + stages +
+                                      " bytes_in=" + std::to_string(req.body.size()) +
+                                      " bytes_out=" + std::to_string(res.body.size()));
+  }
+  scope = RequestScope{};
+}
+
+Server::Server(const ServeConfig& config) : impl_(std::make_unique<Impl>(config)) {
+  Context& ctx = impl_->ctx;
+  httplib::Server& http = impl_->http;
+  const int http_threads = config.http_threads();
+  http.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<size_t>(http_threads)); };
+  http.set_payload_max_length(config.max_upload_bytes());
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds the
+  // body until the client's delayed ACK (up to 40 ms a response on loopback).
+  http.set_tcp_nodelay(true);
+  http.set_keep_alive_timeout(3);  // an idle keep-alive connection delays shutdown this long at most
+  http.set_read_timeout(10);
+  http.set_write_timeout(10);
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second server
+  // silently share the port.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  http.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+
+  http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    RequestScope& scope = current_request();
+    scope = RequestScope{};
+    scope.active = true;
+    scope.start = Clock::now();
+    scope.id = request_id(req);
+    res.set_header("X-Request-Id", scope.id);
+    if (ctx.draining) {
+      scope.route = "draining";
+      res.set_header("Connection", "close");
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, "the server is shutting down");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // httplib's own refusals (no route, body over the limit, malformed request) get a JSON body;
+  // a path that exists under another method is a 405, not a 404.
+  http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string message = reason_for(res.status);
+    if (res.status == 404) {
+      if (std::string allowed = impl_->router.allowed_methods(req.path); !allowed.empty()) {
+        res.status = 405;
+        res.set_header("Allow", allowed);
+        message = req.method + " is not allowed on " + req.path.substr(0, 128) + " (allowed: " + allowed + ")";
+      } else {
+        message = "no route " + req.method + " " + req.path.substr(0, 128) + " (see docs/api.md)";
+      }
+    } else if (res.status == 413) {
+      std::ostringstream s;
+      s << "the request body is over MAX_UPLOAD_MB=" << impl_->ctx.config.max_upload_mb << " MB";
+      message = s.str();
+    }
+    send_error(res, res.status, message);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal error: " + what);
+  });
+  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) { impl_->log_request(req, res); });
+
+  add_page_routes(impl_->router, ctx);
+  add_api_routes(impl_->router, ctx);
+  add_health_routes(impl_->router, ctx);
+  add_oip_routes(impl_->router, ctx);
+
+  if (config.preload_model) {
+    // Load on the worker, where inference runs (its OpenMP settings apply to the plans).
+    std::exception_ptr error;
+    ctx.queue.run(
+        [&ctx, &error] {
+          try {
+            ctx.model.get();
+          } catch (...) {
+            error = std::current_exception();
+          }
+        },
+        1e9);
+    if (error) std::rethrow_exception(error);
+    ctx.log.write(LogLevel::info, "event=model_loaded model=" + Log::quote(ctx.model.name()) +
+                                      " ms=" + fmt_ms(ctx.model.snapshot().load_ms));
+  }
+}
+
+Server::~Server() {
+  shutdown();
+  impl_->ctx.queue.stop();
+}
+
+int Server::bind() {
+  const ServeConfig& c = impl_->ctx.config;
+  int port = c.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(c.host);
+    if (port < 0) port = 0;
+  } else if (!impl_->http.bind_to_port(c.host, port)) {
+    port = 0;
+  }
+  if (port <= 0)
+    throw Error(ErrorKind::invalid_input,
+                "cannot listen on " + c.host + ":" + std::to_string(c.port) + " (HOST/PORT): in use or not an address of this machine");
+  impl_->port = port;
+  return port;
+}
+
+void Server::run() {
+  Context& ctx = impl_->ctx;
+  impl_->run_state = 1;
+  if (ctx.draining) {
+    ctx.queue.stop();
+    impl_->run_state = 2;
+    return;
+  }
+  ctx.log.write(LogLevel::info, "event=listening url=http://" + ctx.config.host + ":" + std::to_string(impl_->port) +
+                                    " model=" + Log::quote(ctx.model.name()) +
+                                    " loaded=" + (ctx.model.loaded() ? "true" : "false") +
+                                    " compute_threads=" + std::to_string(ctx.config.threads) +
+                                    " http_threads=" + std::to_string(ctx.config.http_threads()) +
+                                    " max_queue=" + std::to_string(ctx.config.max_queue));
+  if (ctx.log.enabled(LogLevel::debug)) {
+    std::string settings;
+    for (const auto& [name, value] : config_values(ctx.config))
+      settings += " " + name + "=" + Log::quote(value) + "(" + ctx.config.sources[name] + ")";
+    ctx.log.write(LogLevel::debug, "event=settings" + settings);
+  }
+  impl_->http.listen_after_bind();  // returns after stop(), once every accepted connection is answered
+  ctx.queue.stop();
+  impl_->run_state = 2;
+  ctx.log.write(LogLevel::info, "event=stopped");
+}
+
+void Server::shutdown() {
+  Context& ctx = impl_->ctx;
+  if (ctx.draining.exchange(true)) return;
+  if (impl_->run_state == 0) return;  // run() will see `draining` and return at once
+  ctx.log.write(LogLevel::info, "event=draining");
+  // stop() only acts on a listening server: wait out the moment between run() and listen.
+  while (impl_->run_state == 1 && !impl_->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
+
+const ServeConfig& Server::config() const { return impl_->ctx.config; }
+ModelHost& Server::model() { return impl_->ctx.model; }
+InferenceQueue& Server::queue() { return impl_->ctx.queue; }
+
+}  // namespace dermal::serve

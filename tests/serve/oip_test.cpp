@@ -1,0 +1,165 @@
+// Open Inference Protocol v2 routes, as KServe and Seldon call them.
+#include <gtest/gtest.h>
+
+#include "serve/base64.h"
+#include "serve/serve_fixture.h"
+#include "vision/decode.h"
+#include "vision/image_files.h"
+
+namespace dermal::test {
+namespace {
+
+const std::string kModel = "/v2/models/mobilenet_v2_ham192";
+
+class Oip : public ServedModelTest {
+ protected:
+  static httplib::Result infer(const nlohmann::json& body, const std::string& path = kModel + "/infer") {
+    return client().Post(path.c_str(), body.dump(), "application/json");
+  }
+  static vision::Image image(const std::string& id) {
+    Bytes b = read_bytes(ham_image(id));
+    return vision::decode_image(b.data(), b.size());
+  }
+
+};
+
+TEST_F(Oip, ServerMetadataAndHealth) {
+  auto meta = client().Get("/v2");
+  ASSERT_TRUE(meta);
+  EXPECT_EQ(meta->status, 200);
+  EXPECT_EQ(json_of(meta)["name"], "dermal");
+  EXPECT_EQ(json_of(meta)["version"], "0.1.0");
+  EXPECT_EQ(client().Get("/v2/health/live")->status, 200);
+  auto ready = client().Get("/v2/health/ready");
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(json_of(ready)["ready"], true);
+  EXPECT_EQ(json_of(ready)["model_loaded"], true);
+  auto model_ready = client().Get((kModel + "/ready").c_str());
+  EXPECT_EQ(model_ready->status, 200);
+  EXPECT_EQ(json_of(model_ready)["ready"], true);
+  EXPECT_EQ(client().Get((kModel + "/versions/1/ready").c_str())->status, 200);
+}
+
+TEST_F(Oip, ModelMetadataDescribesTheTensors) {
+  auto r = client().Get(kModel.c_str());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json_of(r);
+  EXPECT_EQ(j["name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["platform"], "dermal_onnx");
+  EXPECT_EQ(j["inputs"][0]["name"], "input");
+  EXPECT_EQ(j["inputs"][0]["datatype"], "FP32");
+  EXPECT_EQ(j["inputs"][0]["shape"], nlohmann::json({-1, 3, 192, 192}));
+  EXPECT_EQ(j["inputs"][1]["name"], "image");
+  EXPECT_EQ(j["inputs"][1]["datatype"], "BYTES");
+  EXPECT_EQ(j["outputs"][0]["name"], "logits");
+  EXPECT_EQ(j["outputs"][1]["name"], "probabilities");
+  EXPECT_EQ(j["outputs"][1]["shape"], nlohmann::json({-1, 7}));
+  EXPECT_EQ(j["parameters"]["labels"][4], "mel");
+}
+
+TEST_F(Oip, UnknownModelOrVersionIs404) {
+  EXPECT_EQ(client().Get("/v2/models/resnet")->status, 404);
+  EXPECT_EQ(client().Get("/v2/models/resnet/ready")->status, 404);
+  EXPECT_EQ(infer({{"inputs", nlohmann::json::array()}}, "/v2/models/resnet/infer")->status, 404);
+  EXPECT_EQ(client().Get((kModel + "/versions/7").c_str())->status, 404);
+}
+
+TEST_F(Oip, Fp32TensorsInAndOut) {
+  // Two images in one batch, as prepared per the card; nested (row-major) data for the second.
+  std::vector<vision::Image> images{image("ISIC_0024306"), image("ISIC_0024307")};
+  nlohmann::json flat = nlohmann::json::array();
+  std::vector<explain::Prediction> ref;
+  for (const auto& img : images) {
+    engine::Tensor x = reference_->input_tensor(img);
+    for (int64_t i = 0; i < x.numel(); ++i) flat.push_back(x.data<float>()[i]);
+    explain::Timings t;
+    ref.push_back(reference_->predict_input(x, t));
+  }
+  auto r = infer({{"id", "batch-1"},
+                  {"inputs", {{{"name", "input"}, {"shape", {2, 3, 192, 192}}, {"datatype", "FP32"}, {"data", flat}}}}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body.substr(0, 500);
+  auto j = json_of(r);
+  EXPECT_EQ(j["model_name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["id"], "batch-1");
+  ASSERT_EQ(j["outputs"].size(), 2u);
+  const auto& logits = j["outputs"][0];
+  const auto& probs = j["outputs"][1];
+  EXPECT_EQ(logits["name"], "logits");
+  EXPECT_EQ(probs["shape"], nlohmann::json({2, 7}));
+  EXPECT_EQ(probs["datatype"], "FP32");
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 7; ++c) {
+      EXPECT_NEAR(probs["data"][b * 7 + c].get<double>(), ref[b].probabilities[c], 1e-6);
+      EXPECT_NEAR(logits["data"][b * 7 + c].get<double>(), ref[b].logits[c], 1e-4);
+    }
+}
+
+TEST_F(Oip, NestedDataAndOutputSelection) {
+  engine::Tensor x = reference_->input_tensor(image("ISIC_0024306"));
+  nlohmann::json nested = nlohmann::json::array();  // [1][3][192][192]
+  nlohmann::json batch = nlohmann::json::array();
+  for (int c = 0; c < 3; ++c) {
+    nlohmann::json plane = nlohmann::json::array();
+    for (int y = 0; y < 192; ++y) {
+      const float* row = x.data<float>() + (c * 192 + y) * 192;
+      plane.push_back(std::vector<float>(row, row + 192));
+    }
+    batch.push_back(plane);
+  }
+  nested.push_back(batch);
+  auto r = infer({{"inputs", {{{"name", "input"}, {"shape", {1, 3, 192, 192}}, {"datatype", "FP32"}, {"data", nested}}}},
+                  {"outputs", {{{"name", "probabilities"}}}}});
+  ASSERT_EQ(r->status, 200) << r->body.substr(0, 500);
+  auto j = json_of(r);
+  ASSERT_EQ(j["outputs"].size(), 1u);
+  EXPECT_EQ(j["outputs"][0]["name"], "probabilities");
+  explain::Timings t;
+  EXPECT_NEAR(j["outputs"][0]["data"][5].get<double>(), reference_->predict_input(x, t).probabilities[5], 1e-6);
+}
+
+TEST_F(Oip, BytesImageExtensionMatchesApiPredict) {
+  Bytes file = read_bytes(ham_image("ISIC_0024306"));
+  auto r = infer({{"inputs",
+                   {{{"name", "image"}, {"shape", {1}}, {"datatype", "BYTES"}, {"data", {serve::base64_encode(file.data(), file.size())}}}}}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto api = json_of(client().Post("/api/predict?gradcam=false", std::string(file.begin(), file.end()), "image/jpeg"));
+  auto j = json_of(r);
+  const char* codes[] = {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"};
+  for (int c = 0; c < 7; ++c)
+    EXPECT_NEAR(j["outputs"][1]["data"][c].get<double>(), api["probabilities"][codes[c]].get<double>(), 1e-6) << codes[c];
+}
+
+TEST_F(Oip, MalformedRequestsAre400) {
+  auto status = [](const httplib::Result& r) { return r ? r->status : -1; };
+  const std::string path = kModel + "/infer";
+  EXPECT_EQ(status(client().Post(path.c_str(), "{\"inputs\": [", "application/json")), 400);
+  EXPECT_EQ(status(client().Post(path.c_str(), "not json at all", "application/json")), 400);
+  EXPECT_EQ(status(client().Post(path.c_str(), "", "application/json")), 400);
+  EXPECT_EQ(status(infer({{"inputs", nlohmann::json::array()}})), 400);
+  EXPECT_EQ(status(infer({{"outputs", nlohmann::json::array()}})), 400);
+  EXPECT_EQ(status(infer(nlohmann::json::array())), 400);
+  nlohmann::json four = nlohmann::json::array({1.0, 2.0, 3.0, 4.0});
+  auto input = [&](const std::string& name, nlohmann::json shape, const std::string& type, nlohmann::json data) {
+    return nlohmann::json{{"inputs", {{{"name", name}, {"shape", shape}, {"datatype", type}, {"data", data}}}}};
+  };
+  // Shape and data disagree; wrong shape for the model; unknown input; unsupported datatype.
+  EXPECT_EQ(status(infer(input("input", {1, 3, 192, 192}, "FP32", four))), 400);
+  EXPECT_EQ(status(infer(input("input", {1, 4}, "FP32", four))), 400);
+  EXPECT_EQ(status(infer(input("pixels", {1, 4}, "FP32", four))), 400);
+  EXPECT_EQ(status(infer(input("input", {1, 4}, "INT64", four))), 400);
+  EXPECT_EQ(status(infer(input("input", {1, 4}, "FP32", {"a", "b", "c", "d"}))), 400);
+  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {"@@not base64@@"}))), 400);
+  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {""}))), 400);
+  // Valid base64 of something that is not an image: unprocessable, like /api/predict.
+  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {"aGVsbG8gd29ybGQ="}))), 422);
+  auto unknown_output = input("image", {1}, "BYTES", {"aGVsbG8="});
+  unknown_output["outputs"] = {{{"name", "softmax"}}};
+  EXPECT_EQ(status(infer(unknown_output)), 400);
+  auto r = client().Post(path.c_str(), "{\"inputs\": [", "application/json");
+  EXPECT_NE(json_of(r)["error"].get<std::string>().find("malformed JSON"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dermal::test

@@ -1,0 +1,289 @@
+// Every route of the running server, called over loopback with a real HTTP client: answers
+// checked against the classifier called directly, and the bad requests users and scripts send.
+#include <gtest/gtest.h>
+
+#include "serve/base64.h"
+#include "serve/page.h"
+#include "serve/serve_fixture.h"
+#include "vision/decode.h"
+#include "vision/image_files.h"
+
+namespace dermal::test {
+namespace {
+
+const std::string kImageId = "ISIC_0024306";
+
+std::string file_text(const std::string& path) {
+  Bytes b = read_bytes(path);
+  return std::string(b.begin(), b.end());
+}
+
+class Routes : public ServedModelTest {
+ protected:
+  static std::string jpeg() { return file_text(ham_image(kImageId)); }
+  static httplib::Result post_image(const std::string& path, const std::string& bytes) {
+    return client().Post(path.c_str(), httplib::MultipartFormDataItems{{"image", bytes, "lesion.jpg", "image/jpeg"}});
+  }
+  // What the classifier says when called directly on the same file.
+  static explain::Prediction reference_prediction() {
+    std::string bytes = jpeg();
+    explain::Timings t;
+    vision::Image img = reference_->decode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), t);
+    return reference_->predict(img, t);
+  }
+
+};
+
+vision::Image decode_png_b64(const std::string& b64) {
+  std::vector<uint8_t> png = serve::base64_decode(b64);
+  return vision::decode_image(png.data(), png.size());
+}
+
+TEST(Base64, RoundTripsEveryTailLength) {
+  for (size_t n : {0u, 1u, 2u, 3u, 4u, 5u, 255u, 256u}) {
+    std::vector<uint8_t> bytes(n);
+    for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<uint8_t>(i * 37 + 11);
+    const std::string text = serve::base64_encode(bytes.data(), bytes.size());
+    EXPECT_EQ(text.size(), (n + 2) / 3 * 4);
+    EXPECT_EQ(serve::base64_decode(text), bytes) << n;
+  }
+  EXPECT_EQ(serve::base64_encode(reinterpret_cast<const uint8_t*>("Man"), 3), "TWFu");
+  EXPECT_EQ(serve::base64_encode(reinterpret_cast<const uint8_t*>("Ma"), 2), "TWE=");
+  EXPECT_THROW(serve::base64_decode("TW!u"), Error);
+  EXPECT_THROW(serve::base64_decode("TWFuT"), Error);
+}
+
+TEST_F(Routes, PredictMatchesTheClassifierCalledDirectly) {
+  auto r = post_image("/api/predict", jpeg());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  EXPECT_FALSE(r->get_header_value("X-Request-Id").empty());
+  auto j = json_of(r);
+  EXPECT_EQ(j["model"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["image"]["width"], 200);
+  EXPECT_EQ(j["image"]["height"], 150);
+  const explain::Prediction ref = reference_prediction();
+  ASSERT_EQ(j["probabilities"].size(), 7u);
+  double sum = 0;
+  for (const auto& c : ref.ranked) {
+    EXPECT_NEAR(j["probabilities"][c.code].get<double>(), c.probability, 1e-6) << c.code;
+    sum += j["probabilities"][c.code].get<double>();
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+  ASSERT_EQ(j["top"].size(), 3u);  // top_k defaults to 3
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(j["top"][i]["label"], ref.ranked[i].code);
+    EXPECT_EQ(j["top"][i]["name"], ref.ranked[i].name);
+    EXPECT_EQ(j["top"][i]["malignant"], ref.ranked[i].malignant);
+  }
+  // ENABLE_GRADCAM defaults to true: the overlay of the top class at the image's size.
+  ASSERT_TRUE(j["gradcam"].is_object());
+  EXPECT_EQ(j["gradcam"]["method"], "gradcam");
+  EXPECT_EQ(j["gradcam"]["class"], ref.ranked[0].code);
+  EXPECT_NE(j["gradcam"]["layer"].get<std::string>(), "");
+  EXPECT_FALSE(j["gradcam"].contains("heatmap_png"));
+  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
+  EXPECT_EQ(overlay.width, 200);
+  EXPECT_EQ(overlay.height, 150);
+  for (const char* stage : {"queue", "decode", "preprocess", "infer", "explain", "encode", "total"})
+    EXPECT_TRUE(j["timings_ms"].contains(stage)) << stage;
+  EXPECT_NE(r->get_header_value("Server-Timing").find("infer;dur="), std::string::npos);
+}
+
+TEST_F(Routes, RawBodyGivesTheSameAnswerAsMultipart) {
+  auto multipart = post_image("/api/predict?gradcam=false", jpeg());
+  auto raw = client().Post("/api/predict?gradcam=false", jpeg(), "image/jpeg");
+  // curl --data-binary sends a form content type: the image bytes still count.
+  auto curl_default = client().Post("/api/predict?gradcam=false", jpeg(), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(multipart && raw && curl_default);
+  ASSERT_EQ(raw->status, 200) << raw->body;
+  ASSERT_EQ(curl_default->status, 200) << curl_default->body;
+  EXPECT_EQ(json_of(multipart)["probabilities"], json_of(raw)["probabilities"]);
+  EXPECT_EQ(json_of(curl_default)["probabilities"], json_of(raw)["probabilities"]);
+  EXPECT_TRUE(json_of(raw)["gradcam"].is_null());
+  EXPECT_FALSE(json_of(raw)["timings_ms"].contains("explain"));
+}
+
+TEST_F(Routes, PredictOptions) {
+  auto r = post_image("/api/predict?method=gradcam%2B%2B&class=mel&top_k=99&alpha=0&colormap=viridis&heatmap=1", jpeg());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json_of(r);
+  EXPECT_EQ(j["top"].size(), 7u);  // top_k above the class count shows every class
+  EXPECT_EQ(j["gradcam"]["method"], "gradcam++");
+  EXPECT_EQ(j["gradcam"]["class"], "mel");
+  EXPECT_EQ(j["gradcam"]["class_name"], "Melanoma");
+  EXPECT_EQ(j["gradcam"]["colormap"], "viridis");
+  EXPECT_NEAR(j["gradcam"]["class_probability"].get<double>(), j["probabilities"]["mel"].get<double>(), 1e-12);
+  // alpha 0: the overlay is the decoded photo itself; the heatmap alone is not.
+  std::string bytes = jpeg();
+  vision::Image photo = vision::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
+  vision::Image heat = decode_png_b64(j["gradcam"]["heatmap_png"]);
+  EXPECT_EQ(overlay.rgb, photo.rgb);
+  ASSERT_EQ(heat.width, photo.width);
+  EXPECT_NE(heat.rgb, photo.rgb);
+  // overlay=false leaves the blended image out (the page blends the heatmap itself).
+  auto lean = post_image("/api/predict?overlay=false&heatmap=true", jpeg());
+  ASSERT_EQ(lean->status, 200);
+  EXPECT_FALSE(json_of(lean)["gradcam"].contains("overlay_png"));
+  EXPECT_TRUE(json_of(lean)["gradcam"].contains("heatmap_png"));
+}
+
+TEST_F(Routes, ExplainReturnsTheOverlayPng) {
+  auto r = client().Post("/api/explain?class=bkl&alpha=0.5", jpeg(), "image/jpeg");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  EXPECT_EQ(r->get_header_value("X-Dermal-Class"), "bkl");
+  EXPECT_EQ(r->get_header_value("X-Dermal-Method"), "gradcam");
+  const double p = std::stod(r->get_header_value("X-Dermal-Probability"));
+  EXPECT_NEAR(p, reference_prediction().probabilities[2], 1e-5);
+  vision::Image png = vision::decode_image(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size());
+  EXPECT_EQ(png.width, 200);
+  EXPECT_EQ(png.height, 150);
+  // The same request through /api/predict gives the same overlay bytes.
+  auto j = json_of(client().Post("/api/predict?class=bkl&alpha=0.5", jpeg(), "image/jpeg"));
+  EXPECT_EQ(serve::base64_encode(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()),
+            j["gradcam"]["overlay_png"]);
+}
+
+TEST_F(Routes, BadUploads) {
+  auto expect_status = [](const httplib::Result& r, int status, const std::string& fragment) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, status) << r->body;
+    auto j = nlohmann::json::parse(r->body);
+    EXPECT_NE(j["error"].get<std::string>().find(fragment), std::string::npos) << j["error"];
+  };
+  // No file: a form without any file part.
+  expect_status(client().Post("/api/predict", httplib::MultipartFormDataItems{{"note", "hello", "", ""}}), 400, "'image'");
+  // Wrong field name.
+  expect_status(client().Post("/api/predict", httplib::MultipartFormDataItems{{"file", jpeg(), "a.jpg", "image/jpeg"}}), 400,
+                "it has: file");
+  // Not an image.
+  expect_status(post_image("/api/predict", "this is not an image, just text"), 422, "");
+  expect_status(client().Post("/api/predict", std::string(5000, '\x42'), "application/octet-stream"), 422, "");
+  // 0 bytes, raw and as a form field.
+  expect_status(client().Post("/api/predict", "", "image/jpeg"), 400, "empty");
+  expect_status(post_image("/api/predict", ""), 400, "empty");
+  // JSON where an image belongs.
+  expect_status(client().Post("/api/predict", "{\"image\": 1}", "application/json"), 400, "multipart");
+  // A truncated JPEG.
+  expect_status(post_image("/api/predict", jpeg().substr(0, 600)), 422, "");
+  // Decompression bomb: a small PNG whose header declares 30000 x 30000 pixels.
+  Bytes png = png_file(4, 4, 8, 2, Bytes(4 * 4 * 3, 128));
+  Bytes bomb = png_with_declared_size(png, 30000, 30000);
+  expect_status(post_image("/api/predict", std::string(bomb.begin(), bomb.end())), 422, "");
+  expect_status(post_image("/api/explain", std::string(bomb.begin(), bomb.end())), 422, "");
+}
+
+TEST_F(Routes, BadParameters) {
+  for (const char* query : {"method=nope", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
+                            "class=zzz", "layer=no_such_layer"}) {
+    auto r = post_image(std::string("/api/predict?") + query, jpeg());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << query << ": " << r->body;
+    EXPECT_TRUE(json_of(r).contains("error")) << query;
+  }
+}
+
+TEST_F(Routes, UnknownRouteAndWrongMethod) {
+  auto r = client().Get("/nope");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_NE(json_of(r)["error"].get<std::string>().find("/nope"), std::string::npos);
+  auto get_predict = client().Get("/api/predict");
+  ASSERT_TRUE(get_predict);
+  EXPECT_EQ(get_predict->status, 405);
+  EXPECT_EQ(get_predict->get_header_value("Allow"), "POST");
+  auto post_health = client().Post("/health", "", "text/plain");
+  EXPECT_EQ(post_health->status, 405);
+  EXPECT_EQ(post_health->get_header_value("Allow"), "GET, HEAD");
+  EXPECT_EQ(client().Delete("/v2/models/mobilenet_v2_ham192")->status, 405);
+  EXPECT_EQ(client().Get("/v2/models/mobilenet_v2_ham192/infer")->status, 405);
+}
+
+TEST_F(Routes, Health) {
+  auto r = client().Get("/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json_of(r), nlohmann::json({{"status", "ok"}}));
+  auto v = json_of(client().Get("/health?verbose=1"));
+  EXPECT_EQ(v["status"], "ok");
+  EXPECT_EQ(v["model"]["name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(v["model"]["loaded"], true);
+  ASSERT_EQ(v["model"]["labels"].size(), 7u);
+  EXPECT_EQ(v["model"]["labels"][4]["code"], "mel");
+  EXPECT_EQ(v["model"]["labels"][4]["malignant"], true);
+  EXPECT_EQ(v["version"], "0.1.0");
+  EXPECT_GE(v["uptime_s"].get<double>(), 0);
+  EXPECT_GE(v["threads"]["compute"].get<int>(), 1);
+  for (const auto& name : serve::config_names()) EXPECT_TRUE(v["config"].contains(name)) << name;
+  EXPECT_EQ(v["config"]["PRELOAD_MODEL"], "true");
+  EXPECT_EQ(v["config_sources"]["PORT"], "flag");
+  EXPECT_EQ(v["config_sources"]["MAX_QUEUE"], "default");
+}
+
+TEST_F(Routes, MemoryStatus) {
+  auto j = json_of(client().Get("/memory-status"));
+  const auto& m = j["memory"];
+  EXPECT_GT(m["rss_mb"].get<double>(), 1.0);
+  EXPECT_GE(m["peak_rss_mb"].get<double>(), m["rss_mb"].get<double>());
+  EXPECT_EQ(m["model_loaded"], true);
+  EXPECT_GT(m["model_weight_bytes"].get<size_t>(), 1u << 20);  // MobileNetV2: ~9 MB of weights
+  EXPECT_GT(m["planned_activation_bytes"].get<size_t>(), 0u);
+  EXPECT_TRUE(m.contains("cgroup_limit_mb"));
+}
+
+TEST_F(Routes, MetricsCountRequestsAndStages) {
+  ASSERT_EQ(post_image("/api/predict", jpeg())->status, 200);
+  ASSERT_EQ(client().Get("/no/such/route")->status, 404);
+  auto r = client().Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type").rfind("text/plain", 0), 0u);
+  const std::string& text = r->body;
+  for (const char* needle :
+       {"dermal_http_requests_total{route=\"/api/predict\",status=\"200\"}", "dermal_http_requests_total{route=\"unmatched\",status=\"404\"}",
+        "dermal_stage_duration_seconds_bucket{stage=\"infer\"", "dermal_stage_duration_seconds_bucket{stage=\"decode\"",
+        "dermal_stage_duration_seconds_bucket{stage=\"explain\"", "dermal_stage_duration_seconds_bucket{stage=\"encode\"",
+        "dermal_stage_duration_seconds_bucket{stage=\"preprocess\"", "dermal_http_request_duration_seconds_bucket{route=\"/api/predict\"",
+        "dermal_queue_depth 0", "dermal_process_memory_bytes{kind=\"rss\"}", "dermal_model_loaded 1"})
+    EXPECT_NE(text.find(needle), std::string::npos) << needle;
+  // The raw path never becomes a label (bounded label sets).
+  EXPECT_EQ(text.find("/no/such/route"), std::string::npos);
+}
+
+TEST_F(Routes, PageInBothLanguages) {
+  auto en = client().Get("/");
+  ASSERT_TRUE(en);
+  EXPECT_EQ(en->status, 200);
+  EXPECT_EQ(en->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(en->body.find("<html lang=\"en\">"), std::string::npos);
+  EXPECT_NE(en->body.find("Not a medical device"), std::string::npos);
+  EXPECT_NE(en->body.find("\"model\":\"mobilenet_v2_ham192\""), std::string::npos);
+  EXPECT_EQ(en->body.find("{{"), std::string::npos);  // every placeholder filled
+  // Self-contained: nothing fetched from elsewhere.
+  EXPECT_EQ(en->body.find("src=\"http"), std::string::npos);
+  EXPECT_EQ(en->body.find("href=\"http"), std::string::npos);
+  EXPECT_NE(en->get_header_value("Content-Security-Policy").find("default-src 'none'"), std::string::npos);
+  auto vi = client().Get("/", {{"Accept-Language", "vi-VN,vi;q=0.9,en-US;q=0.8,en;q=0.7"}});
+  EXPECT_NE(vi->body.find("<html lang=\"vi\">"), std::string::npos);
+  EXPECT_NE(vi->body.find("Đây không phải là thiết bị y tế và không phải là chẩn đoán."), std::string::npos);
+  EXPECT_NE(client().Get("/?lang=vi")->body.find("<html lang=\"vi\">"), std::string::npos);
+}
+
+TEST(PageLanguage, FollowsAcceptLanguageWeights) {
+  EXPECT_EQ(serve::choose_language(""), "en");
+  EXPECT_EQ(serve::choose_language("vi"), "vi");
+  EXPECT_EQ(serve::choose_language("vi-VN,vi;q=0.9,en;q=0.8"), "vi");
+  EXPECT_EQ(serve::choose_language("en-US,en;q=0.9,vi;q=0.8"), "en");
+  EXPECT_EQ(serve::choose_language("fr-FR,fr;q=0.9,vi;q=0.5"), "vi");
+  EXPECT_EQ(serve::choose_language("en;q=0.2, vi;q=0.7"), "vi");
+  EXPECT_EQ(serve::choose_language("de,fr"), "en");
+  EXPECT_EQ(serve::choose_language("vi;q=0"), "en");
+}
+
+}  // namespace
+}  // namespace dermal::test
