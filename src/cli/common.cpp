@@ -14,7 +14,7 @@ namespace dermal::cli {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kDefaultModel = "mobilenet_v2_ham192.onnx";
+constexpr const char* kDefaultModel = "skinnet_ham_isic160.onnx";
 }
 
 void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
@@ -25,6 +25,8 @@ void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
     app.add_option("--labels", o.labels, "Class codes in output order: a file with one per line, or a,b,c (overrides the card)");
   app.add_option("--preprocess", o.preprocess, "Keras preprocessing: caffe, tf, torch or raw (overrides the card)")
       ->check(CLI::IsMember({"caffe", "tf", "torch", "raw"}));
+  app.add_option("--temperature", o.temperature, "Softmax temperature (overrides the card's; 1: uncalibrated)")
+      ->check(CLI::PositiveNumber);
 }
 
 namespace {
@@ -72,7 +74,7 @@ std::string default_model_path() {
 
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
-  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess};
+  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
   return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides);
 }
 

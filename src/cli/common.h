@@ -17,6 +17,7 @@ struct ModelOptions {
   int threads = 0;    // 0: every core
   std::string labels;      // --labels: a file with one code per line, or "a,b,c"
   std::string preprocess;  // --preprocess: caffe | tf | torch | raw
+  double temperature = 0;  // --temperature: 0 keeps the card's
 };
 
 // eval passes labels_flag = false: its --labels is the CSV of true labels.

@@ -24,6 +24,7 @@ struct EvalOptions {
   ModelOptions model;
   std::string images, labels, split;
   size_t limit = 0;
+  int bootstrap = 1000;
   bool json = false;
 };
 
@@ -134,24 +135,45 @@ int run_eval(const EvalOptions& o) {
   for (const auto& [label, n] : unknown_labels)
     std::fprintf(stderr, "dermal: skipped %d images labelled '%s' (not a class of this model)\n", n, label.c_str());
   explain::EvalReport r = acc.report();
+  const explain::EvalIntervals ci = acc.bootstrap(o.bootstrap);
+  auto interval = [&](const explain::Interval& i) {
+    return o.bootstrap > 0 ? nlohmann::json::array({number_or_null(i.low), number_or_null(i.high)}) : nlohmann::json(nullptr);
+  };
   if (o.json) {
     nlohmann::json j{{"model", clf->card().name}, {"images", r.images}, {"failed", failed},
                      {"accuracy", r.accuracy}, {"balanced_accuracy", number_or_null(r.balanced_accuracy)},
-                     {"ece", r.ece}, {"confusion", r.confusion}, {"labels", r.labels}};
-    for (size_t c = 0; c < r.labels.size(); ++c)
+                     {"ece", r.ece}, {"confusion", r.confusion}, {"labels", r.labels},
+                     {"temperature", clf->card().temperature}, {"bootstrap_resamples", o.bootstrap},
+                     {"ci95", {{"accuracy", interval(ci.accuracy)}, {"balanced_accuracy", interval(ci.balanced_accuracy)},
+                               {"ece", interval(ci.ece)}}}};
+    for (size_t c = 0; c < r.labels.size(); ++c) {
       j["per_class"][r.labels[c]] = {{"support", r.support[c]}, {"recall", number_or_null(r.recall[c])},
                                      {"precision", number_or_null(r.precision[c])}, {"auc", number_or_null(r.auc[c])}};
+      if (o.bootstrap > 0) {
+        j["per_class"][r.labels[c]]["recall_ci95"] = interval(ci.recall[c]);
+        j["per_class"][r.labels[c]]["auc_ci95"] = interval(ci.auc[c]);
+      }
+    }
     std::printf("%s\n", j.dump(2).c_str());
     return failed ? 2 : 0;
   }
   std::printf("model %s, %d images%s\n\n", clf->card().name.c_str(), r.images,
               failed ? (" (" + std::to_string(failed) + " failed)").c_str() : "");
-  std::printf("accuracy            %s\nbalanced accuracy   %s\nECE (15 bins)       %.3f\n\n", pct(r.accuracy).c_str(),
-              pct(r.balanced_accuracy).c_str(), r.ece);
-  std::printf("%-8s %7s %8s %9s %7s\n", "class", "images", "recall", "precision", "AUC");
+  const bool with_ci = o.bootstrap > 0;
+  auto pct_ci = [&](const explain::Interval& i) {
+    return with_ci && !std::isnan(i.low) ? "  [" + pct(i.low) + ", " + pct(i.high) + "]" : std::string();
+  };
+  auto auc_text = [](double v) { return std::isnan(v) ? std::string("  -  ") : std::to_string(v).substr(0, 5); };
+  std::printf("temperature         %.4g%s\n", clf->card().temperature, with_ci ? "   (95% bootstrap intervals in brackets)" : "");
+  std::printf("accuracy            %s%s\nbalanced accuracy   %s%s\nECE (15 bins)       %.3f%s\n\n", pct(r.accuracy).c_str(),
+              pct_ci(ci.accuracy).c_str(), pct(r.balanced_accuracy).c_str(), pct_ci(ci.balanced_accuracy).c_str(), r.ece,
+              with_ci ? ("  [" + std::to_string(ci.ece.low).substr(0, 5) + ", " + std::to_string(ci.ece.high).substr(0, 5) + "]").c_str() : "");
+  std::printf("%-8s %7s %8s %18s %9s %7s %14s\n", "class", "images", "recall", with_ci ? "recall 95%" : "", "precision",
+              "AUC", with_ci ? "AUC 95%" : "");
   for (size_t c = 0; c < r.labels.size(); ++c)
-    std::printf("%-8s %7d %8s %9s %7s\n", r.labels[c].c_str(), r.support[c], pct(r.recall[c]).c_str(),
-                pct(r.precision[c]).c_str(), std::isnan(r.auc[c]) ? "  -  " : (std::to_string(r.auc[c]).substr(0, 5)).c_str());
+    std::printf("%-8s %7d %8s %18s %9s %7s %14s\n", r.labels[c].c_str(), r.support[c], pct(r.recall[c]).c_str(),
+                pct_ci(ci.recall[c]).c_str(), pct(r.precision[c]).c_str(), auc_text(r.auc[c]).c_str(),
+                with_ci && !std::isnan(ci.auc[c].low) ? ("[" + auc_text(ci.auc[c].low) + ", " + auc_text(ci.auc[c].high) + "]").c_str() : "");
   std::printf("\nconfusion (rows: true, columns: predicted)\n%-8s", "");
   for (const auto& l : r.labels) std::printf(" %6s", l.c_str());
   std::printf("\n");
@@ -172,6 +194,7 @@ Command add_eval(CLI::App& app) {
   app.add_option("--labels", o->labels, "CSV with an image column (image_id) and a label column (dx)")->required();
   app.add_option("--split", o->split, "Only rows whose split column has this value (e.g. test)");
   app.add_option("--limit", o->limit, "At most this many images");
+  app.add_option("--bootstrap", o->bootstrap, "Resamples for the 95% bootstrap intervals (0: none)")->check(CLI::Range(0, 100000));
   app.add_flag("--json", o->json, "Print JSON");
   return [o] { return run_eval(*o); };
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <random>
 
 #include "engine/error.h"
 
@@ -40,18 +41,24 @@ double roc_auc(const std::vector<double>& scores, const std::vector<bool>& posit
 }
 
 EvalReport EvalAccumulator::report() const {
+  std::vector<size_t> all(truth_.size());
+  std::iota(all.begin(), all.end(), 0);
+  return report_of(all);
+}
+
+EvalReport EvalAccumulator::report_of(const std::vector<size_t>& rows) const {
   const size_t k = labels_.size();
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EvalReport r;
   r.labels = labels_;
-  r.images = static_cast<int>(truth_.size());
+  r.images = static_cast<int>(rows.size());
   r.support.assign(k, 0);
   r.confusion.assign(k, std::vector<int>(k, 0));
   std::vector<int> predicted(k, 0);
   int correct = 0;
   std::vector<double> bin_conf(r.ece_bins, 0), bin_acc(r.ece_bins, 0);
   std::vector<int> bin_n(r.ece_bins, 0);
-  for (size_t i = 0; i < truth_.size(); ++i) {
+  for (size_t i : rows) {
     const auto& p = probabilities_[i];
     const int pred = static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
     const int t = truth_[i];
@@ -78,7 +85,7 @@ EvalReport EvalAccumulator::report() const {
     }
     std::vector<double> scores;
     std::vector<bool> positive;
-    for (size_t i = 0; i < truth_.size(); ++i) {
+    for (size_t i : rows) {
       scores.push_back(probabilities_[i][c]);
       positive.push_back(truth_[i] == static_cast<int>(c));
     }
@@ -88,6 +95,59 @@ EvalReport EvalAccumulator::report() const {
   for (int b = 0; b < r.ece_bins; ++b)
     if (bin_n[b]) r.ece += std::abs(bin_acc[b] - bin_conf[b]) / r.images;
   return r;
+}
+
+}  // namespace dermal::explain
+
+namespace dermal::explain {
+
+namespace {
+
+Interval percentile_interval(std::vector<double> values) {
+  values.erase(std::remove_if(values.begin(), values.end(), [](double v) { return std::isnan(v); }), values.end());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (values.empty()) return {nan, nan};
+  std::sort(values.begin(), values.end());
+  auto at = [&](double q) {  // linear interpolation between order statistics
+    const double pos = q * static_cast<double>(values.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (pos - static_cast<double>(lo)) * (values[hi] - values[lo]);
+  };
+  return {at(0.025), at(0.975)};
+}
+
+}  // namespace
+
+EvalIntervals EvalAccumulator::bootstrap(int resamples, uint64_t seed) const {
+  EvalIntervals out;
+  out.resamples = resamples;
+  const size_t n = truth_.size(), k = labels_.size();
+  if (n == 0 || resamples <= 0) return out;
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  std::vector<double> acc, bal, ece;
+  std::vector<std::vector<double>> recall(k), auc(k);
+  std::vector<size_t> rows(n);
+  for (int b = 0; b < resamples; ++b) {
+    for (auto& r : rows) r = pick(rng);
+    const EvalReport r = report_of(rows);
+    acc.push_back(r.accuracy);
+    bal.push_back(r.balanced_accuracy);
+    ece.push_back(r.ece);
+    for (size_t c = 0; c < k; ++c) {
+      recall[c].push_back(r.recall[c]);
+      auc[c].push_back(r.auc[c]);
+    }
+  }
+  out.accuracy = percentile_interval(acc);
+  out.balanced_accuracy = percentile_interval(bal);
+  out.ece = percentile_interval(ece);
+  for (size_t c = 0; c < k; ++c) {
+    out.recall.push_back(percentile_interval(recall[c]));
+    out.auc.push_back(percentile_interval(auc[c]));
+  }
+  return out;
 }
 
 }  // namespace dermal::explain

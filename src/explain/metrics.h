@@ -5,8 +5,10 @@
 //   explain::EvalAccumulator acc(labels);
 //   acc.add(true_index, probabilities);  // per image
 //   explain::EvalReport r = acc.report();
+//   explain::EvalIntervals ci = acc.bootstrap(1000);  // 95% intervals
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -24,13 +26,29 @@ struct EvalReport {
   int ece_bins = 15;
 };
 
+// A 95% percentile-bootstrap interval for each figure of an EvalReport: the images are
+// resampled with replacement `resamples` times and every figure recomputed (Efron & Tibshirani,
+// "An Introduction to the Bootstrap", ch. 13). Per-class entries are NaN where undefined.
+struct Interval {
+  double low = 0, high = 0;
+};
+struct EvalIntervals {
+  int resamples = 0;
+  Interval accuracy, balanced_accuracy, ece;
+  std::vector<Interval> recall, auc;
+};
+
 class EvalAccumulator {
  public:
   explicit EvalAccumulator(std::vector<std::string> labels) : labels_(std::move(labels)) {}
   void add(int truth, const std::vector<double>& probabilities);
   EvalReport report() const;
+  // Deterministic for a given seed.
+  EvalIntervals bootstrap(int resamples, uint64_t seed = 2026) const;
 
  private:
+  EvalReport report_of(const std::vector<size_t>& rows) const;
+
   std::vector<std::string> labels_;
   std::vector<int> truth_;
   std::vector<std::vector<double>> probabilities_;

@@ -135,6 +135,10 @@ void apply_overrides(ModelCard& card, const CardOverrides& o) {
     apply_preprocess_mode(card.preprocess, o.preprocess_mode);
     card.source += " + --preprocess " + o.preprocess_mode;
   }
+  if (o.temperature > 0) {
+    card.temperature = o.temperature;
+    card.source += " + --temperature";
+  }
 }
 
 // Completes the card from the graph and checks the two agree.

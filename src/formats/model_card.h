@@ -3,8 +3,8 @@
 // "dermal_card" holding the same JSON. A card whose label count differs from the model's
 // outputs is an error at load.
 //
-//   formats::LoadedModel m = formats::load_model("models/mobilenet_v2_ham192.onnx");
-//   formats::ModelCard card = formats::load_model_card("models/mobilenet_v2_ham192.onnx", m);
+//   formats::LoadedModel m = formats::load_model("models/skinnet_ham_isic160.onnx");
+//   formats::ModelCard card = formats::load_model_card("models/skinnet_ham_isic160.onnx", m);
 //   card.labels[4].code == "mel";
 //
 // JSON fields (all but labels optional):
@@ -60,6 +60,7 @@ struct ModelCard {
 struct CardOverrides {
   std::vector<std::string> labels;  // codes, in output order
   std::string preprocess_mode;      // caffe | tf | torch | raw
+  double temperature = 0;           // > 0: replaces the card's (e.g. 1 to see the uncalibrated model)
 };
 
 // Parses card JSON; `source` names it in error messages.

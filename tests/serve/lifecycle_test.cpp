@@ -41,12 +41,12 @@ TEST(Lifecycle, LazyLoadingLoadsOnTheFirstRequestThatNeedsIt) {
   // Nothing has needed the model yet: health and readiness say so without loading it.
   auto v = json_of(cl.Get("/health?verbose=1"));
   EXPECT_EQ(v["model"]["loaded"], false);
-  EXPECT_EQ(v["model"]["name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(v["model"]["name"], kBundledModelName);
   EXPECT_EQ(v["config"]["PRELOAD_MODEL"], "false");
   auto ready = cl.Get("/v2/health/ready");
   EXPECT_EQ(ready->status, 200);  // it can take requests: the first one loads the model
   EXPECT_EQ(json_of(ready)["model_loaded"], false);
-  EXPECT_EQ(cl.Get("/v2/models/mobilenet_v2_ham192/ready")->status, 503);
+  EXPECT_EQ(cl.Get("/v2/models/" + kBundledModelName + "/ready")->status, 503);
   EXPECT_EQ(json_of(cl.Get("/memory-status"))["memory"]["model_loaded"], false);
   EXPECT_NE(cl.Get("/metrics")->body.find("dermal_model_loaded 0"), std::string::npos);
   EXPECT_FALSE(s.server->model().loaded());
@@ -57,7 +57,7 @@ TEST(Lifecycle, LazyLoadingLoadsOnTheFirstRequestThatNeedsIt) {
   EXPECT_TRUE(s.server->model().loaded());
   EXPECT_EQ(json_of(cl.Get("/health?verbose=1"))["model"]["loaded"], true);
   EXPECT_EQ(json_of(cl.Get("/v2/health/ready"))["model_loaded"], true);
-  EXPECT_EQ(cl.Get("/v2/models/mobilenet_v2_ham192/ready")->status, 200);
+  EXPECT_EQ(cl.Get("/v2/models/" + kBundledModelName + "/ready")->status, 200);
   EXPECT_GT(json_of(cl.Get("/memory-status"))["memory"]["model_weight_bytes"].get<size_t>(), 0u);
 }
 
@@ -65,9 +65,9 @@ TEST(Lifecycle, LazyMetadataRouteLoadsTheModel) {
   serve::ServeConfig c = test_config();
   c.preload_model = false;
   RunningServer s(c);
-  auto r = s.client().Get("/v2/models/mobilenet_v2_ham192");
+  auto r = s.client().Get("/v2/models/" + kBundledModelName);
   ASSERT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(json_of(r)["inputs"][0]["shape"], nlohmann::json({-1, 3, 192, 192}));
+  EXPECT_EQ(json_of(r)["inputs"][0]["shape"], nlohmann::json({-1, 3, kBundledInputSize, kBundledInputSize}));
   EXPECT_TRUE(s.server->model().loaded());
 }
 
@@ -90,7 +90,7 @@ TEST(Lifecycle, BodyOverTheUploadLimitIs413) {
   c.max_upload_mb = 0.5;
   RunningServer s(c);
   std::string big(700 * 1024, 'x');
-  for (const char* path : {"/api/predict", "/api/explain", "/v2/models/mobilenet_v2_ham192/infer"}) {
+  for (const std::string path : {std::string("/api/predict"), std::string("/api/explain"), "/v2/models/" + kBundledModelName + "/infer"}) {
     auto r = s.client().Post(path, big, "image/jpeg");
     ASSERT_TRUE(r) << path << ": " << httplib::to_string(r.error());
     EXPECT_EQ(r->status, 413) << path;

@@ -9,7 +9,8 @@
 namespace dermal::test {
 namespace {
 
-const std::string kModel = "/v2/models/mobilenet_v2_ham192";
+const std::string kModel = "/v2/models/" + kBundledModelName;
+constexpr int S = kBundledInputSize;
 
 class Oip : public ServedModelTest {
  protected:
@@ -45,11 +46,11 @@ TEST_F(Oip, ModelMetadataDescribesTheTensors) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto j = json_of(r);
-  EXPECT_EQ(j["name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["name"], kBundledModelName);
   EXPECT_EQ(j["platform"], "dermal_onnx");
   EXPECT_EQ(j["inputs"][0]["name"], "input");
   EXPECT_EQ(j["inputs"][0]["datatype"], "FP32");
-  EXPECT_EQ(j["inputs"][0]["shape"], nlohmann::json({-1, 3, 192, 192}));
+  EXPECT_EQ(j["inputs"][0]["shape"], nlohmann::json({-1, 3, S, S}));
   EXPECT_EQ(j["inputs"][1]["name"], "image");
   EXPECT_EQ(j["inputs"][1]["datatype"], "BYTES");
   EXPECT_EQ(j["outputs"][0]["name"], "logits");
@@ -77,11 +78,11 @@ TEST_F(Oip, Fp32TensorsInAndOut) {
     ref.push_back(reference_->predict_input(x, t));
   }
   auto r = infer({{"id", "batch-1"},
-                  {"inputs", {{{"name", "input"}, {"shape", {2, 3, 192, 192}}, {"datatype", "FP32"}, {"data", flat}}}}});
+                  {"inputs", {{{"name", "input"}, {"shape", {2, 3, S, S}}, {"datatype", "FP32"}, {"data", flat}}}}});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body.substr(0, 500);
   auto j = json_of(r);
-  EXPECT_EQ(j["model_name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["model_name"], kBundledModelName);
   EXPECT_EQ(j["id"], "batch-1");
   ASSERT_EQ(j["outputs"].size(), 2u);
   const auto& logits = j["outputs"][0];
@@ -98,18 +99,18 @@ TEST_F(Oip, Fp32TensorsInAndOut) {
 
 TEST_F(Oip, NestedDataAndOutputSelection) {
   engine::Tensor x = reference_->input_tensor(image("ISIC_0024306"));
-  nlohmann::json nested = nlohmann::json::array();  // [1][3][192][192]
+  nlohmann::json nested = nlohmann::json::array();  // [1][3][S][S]
   nlohmann::json batch = nlohmann::json::array();
   for (int c = 0; c < 3; ++c) {
     nlohmann::json plane = nlohmann::json::array();
-    for (int y = 0; y < 192; ++y) {
-      const float* row = x.data<float>() + (c * 192 + y) * 192;
-      plane.push_back(std::vector<float>(row, row + 192));
+    for (int y = 0; y < S; ++y) {
+      const float* row = x.data<float>() + (c * S + y) * S;
+      plane.push_back(std::vector<float>(row, row + S));
     }
     batch.push_back(plane);
   }
   nested.push_back(batch);
-  auto r = infer({{"inputs", {{{"name", "input"}, {"shape", {1, 3, 192, 192}}, {"datatype", "FP32"}, {"data", nested}}}},
+  auto r = infer({{"inputs", {{{"name", "input"}, {"shape", {1, 3, S, S}}, {"datatype", "FP32"}, {"data", nested}}}},
                   {"outputs", {{{"name", "probabilities"}}}}});
   ASSERT_EQ(r->status, 200) << r->body.substr(0, 500);
   auto j = json_of(r);
@@ -145,7 +146,7 @@ TEST_F(Oip, MalformedRequestsAre400) {
     return nlohmann::json{{"inputs", {{{"name", name}, {"shape", shape}, {"datatype", type}, {"data", data}}}}};
   };
   // Shape and data disagree; wrong shape for the model; unknown input; unsupported datatype.
-  EXPECT_EQ(status(infer(input("input", {1, 3, 192, 192}, "FP32", four))), 400);
+  EXPECT_EQ(status(infer(input("input", {1, 3, S, S}, "FP32", four))), 400);
   EXPECT_EQ(status(infer(input("input", {1, 4}, "FP32", four))), 400);
   EXPECT_EQ(status(infer(input("pixels", {1, 4}, "FP32", four))), 400);
   EXPECT_EQ(status(infer(input("input", {1, 4}, "INT64", four))), 400);

@@ -60,7 +60,7 @@ TEST_F(Routes, PredictMatchesTheClassifierCalledDirectly) {
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
   EXPECT_FALSE(r->get_header_value("X-Request-Id").empty());
   auto j = json_of(r);
-  EXPECT_EQ(j["model"], "mobilenet_v2_ham192");
+  EXPECT_EQ(j["model"], kBundledModelName);
   EXPECT_EQ(j["image"]["width"], 200);
   EXPECT_EQ(j["image"]["height"], 150);
   const explain::Prediction ref = reference_prediction();
@@ -200,8 +200,8 @@ TEST_F(Routes, UnknownRouteAndWrongMethod) {
   auto post_health = client().Post("/health", "", "text/plain");
   EXPECT_EQ(post_health->status, 405);
   EXPECT_EQ(post_health->get_header_value("Allow"), "GET, HEAD");
-  EXPECT_EQ(client().Delete("/v2/models/mobilenet_v2_ham192")->status, 405);
-  EXPECT_EQ(client().Get("/v2/models/mobilenet_v2_ham192/infer")->status, 405);
+  EXPECT_EQ(client().Delete("/v2/models/" + kBundledModelName)->status, 405);
+  EXPECT_EQ(client().Get("/v2/models/" + kBundledModelName + "/infer")->status, 405);
 }
 
 TEST_F(Routes, Health) {
@@ -211,7 +211,7 @@ TEST_F(Routes, Health) {
   EXPECT_EQ(json_of(r), nlohmann::json({{"status", "ok"}}));
   auto v = json_of(client().Get("/health?verbose=1"));
   EXPECT_EQ(v["status"], "ok");
-  EXPECT_EQ(v["model"]["name"], "mobilenet_v2_ham192");
+  EXPECT_EQ(v["model"]["name"], kBundledModelName);
   EXPECT_EQ(v["model"]["loaded"], true);
   ASSERT_EQ(v["model"]["labels"].size(), 7u);
   EXPECT_EQ(v["model"]["labels"][4]["code"], "mel");
@@ -262,7 +262,7 @@ TEST_F(Routes, PageInBothLanguages) {
   EXPECT_EQ(en->get_header_value("Content-Type"), "text/html; charset=utf-8");
   EXPECT_NE(en->body.find("<html lang=\"en\">"), std::string::npos);
   EXPECT_NE(en->body.find("Not a medical device"), std::string::npos);
-  EXPECT_NE(en->body.find("\"model\":\"mobilenet_v2_ham192\""), std::string::npos);
+  EXPECT_NE(en->body.find("\"model\":\"" + kBundledModelName + "\""), std::string::npos);
   EXPECT_EQ(en->body.find("{{"), std::string::npos);  // every placeholder filled
   // Self-contained: nothing fetched from elsewhere.
   EXPECT_EQ(en->body.find("src=\"http"), std::string::npos);

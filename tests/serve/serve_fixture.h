@@ -20,7 +20,10 @@
 
 namespace dermal::test {
 
-inline std::string bundled_model() { return std::string(DERMAL_SOURCE_DIR) + "/models/mobilenet_v2_ham192.onnx"; }
+// The bundled default model, its name (the OIP model name) and its square input size.
+inline const std::string kBundledModelName = "skinnet_ham_isic160";
+constexpr int kBundledInputSize = 160;
+inline std::string bundled_model() { return std::string(DERMAL_SOURCE_DIR) + "/models/" + kBundledModelName + ".onnx"; }
 
 // Loopback, any free port, the bundled model, no log output: as flags, with neither the
 // environment nor a .env file, so that the settings where the tests run cannot leak in.
