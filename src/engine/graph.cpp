@@ -156,6 +156,8 @@ int fold_batchnorm_into_conv(Graph& g) {
     std::string wname = conv.name + "/folded_weight", bname = conv.name + "/folded_bias";
     g.constants[wname] = w;
     g.constants[bname] = b;
+    std::vector<std::string> replaced(conv.inputs.begin() + 1, conv.inputs.end());
+    replaced.insert(replaced.end(), bn.inputs.begin() + 1, bn.inputs.end());
     conv.inputs.resize(3);
     conv.inputs[1] = wname;
     conv.inputs[2] = bname;
@@ -163,8 +165,12 @@ int fold_batchnorm_into_conv(Graph& g) {
     g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(i));
     --i;
     ++folded;
+    // Drop the originals nothing reads any more now, not after the last fold: the model's
+    // weights are never all held twice.
+    for (const auto& name : replaced)
+      if (!name.empty() && g.consumers(name).empty() && !g.is_output(name)) g.constants.erase(name);
   }
-  // Drop constants nothing reads any more.
+  // Drop constants nothing reads (initializers the file has but no node uses, too).
   std::set<std::string> used;
   for (const Node& n : g.nodes) used.insert(n.inputs.begin(), n.inputs.end());
   for (auto it = g.constants.begin(); it != g.constants.end();)

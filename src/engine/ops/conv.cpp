@@ -181,17 +181,27 @@ std::pair<Tensor, Tensor> fold_batchnorm_weights(const Tensor& W, const Tensor* 
       throw Error(ErrorKind::invalid_model, "cannot fold BatchNormalization: W " + shape_str(W.shape()) +
                                                 " has " + std::to_string(oc) + " output channels but a tensor has shape " +
                                                 shape_str(t->shape()));
-  std::vector<double> w = W.to_doubles(), b = B ? B->to_doubles() : std::vector<double>(oc, 0.0);
+  std::vector<double> b = B ? B->to_doubles() : std::vector<double>(oc, 0.0), k(oc);
   const auto s = scale.to_doubles(), beta = bn_bias.to_doubles(), mu = mean.to_doubles(), v = var.to_doubles();
-  const size_t per_channel = oc ? w.size() / oc : 0;
   for (int64_t c = 0; c < oc; ++c) {
     if (!(v[c] + epsilon > 0))
       throw Error(ErrorKind::invalid_model, "cannot fold BatchNormalization: var + epsilon <= 0 in channel " + std::to_string(c));
-    const double k = s[c] / std::sqrt(v[c] + epsilon);
-    for (size_t i = 0; i < per_channel; ++i) w[c * per_channel + i] *= k;
-    b[c] = (b[c] - mu[c]) * k + beta[c];
+    k[c] = s[c] / std::sqrt(v[c] + epsilon);
+    b[c] = (b[c] - mu[c]) * k[c] + beta[c];
   }
-  return {Tensor::from_doubles(W.shape(), w).to_dtype(W.dtype()), Tensor::from_doubles({oc}, b).to_dtype(W.dtype())};
+  // W's values scaled in double and rounded once, straight into the result: no double copy of
+  // the largest weights at load.
+  const Tensor src = W.to_layout(Layout::plain);
+  Tensor w = Tensor::uninitialized(W.dtype(), W.shape());
+  const int64_t per_channel = oc ? W.numel() / oc : 0;
+  dispatch_float(W.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T* from = src.data<T>();
+    T* to = w.data<T>();
+    for (int64_t c = 0; c < oc; ++c)
+      for (int64_t i = c * per_channel; i < (c + 1) * per_channel; ++i) to[i] = static_cast<T>(from[i] * k[c]);
+  });
+  return {w, Tensor::from_doubles({oc}, b).to_dtype(W.dtype())};
 }
 
 DERMAL_REGISTER_OP("Conv", make_conv);
