@@ -53,6 +53,8 @@ class Tensor {
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
 
   void* raw() const { return data_; }
+  // Owns its buffer and no other tensor shares it: writing the data changes no one else's.
+  bool sole_owner() const { return owner_ && owner_.use_count() == 1; }
   template <class T> T* data() const;  // checks that T matches the dtype
 
   // Element strides of the buffer, indexed by logical dimension.
