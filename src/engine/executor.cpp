@@ -1,5 +1,7 @@
 #include "engine/executor.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -399,6 +401,11 @@ void Executor::Impl::plan() {
   build_steps(runtime, choose_fusions(runtime));
   for (const auto& out : graph->outputs) find(out.name, "graph output");
   allocate();
+#ifdef __GLIBC__
+  // Planning frees what it built with (packing copies, oneDNN's temporaries) into holes of the
+  // heap that glibc keeps resident; give them back (ResNet-18: 1.8 MB).
+  malloc_trim(0);
+#endif
 }
 
 Executor::Executor(std::shared_ptr<const Graph> graph, PlanOptions options) : impl_(std::make_unique<Impl>()) {
