@@ -247,10 +247,11 @@ TEST(Executor, HeldWeightsServeEveryPlanAndNoPlainCopySurvives) {
       opts.backward_to = {"x"};
       opts.compute = compute;
       Executor a(plain, opts), b(held, opts);
-      if (compute == DType::f32)
+      if (compute == DType::f32) {
         EXPECT_TRUE(*freed || std::memcmp(buffer, w1.raw(), w1.bytes()) != 0) << "the plain w1 outlived its packing";
+      }
       Tensor x = random_tensor({batch, 3, 9, 9}, rng), seed = random_tensor({batch, 5}, rng);
-      const std::string what = std::string(dtype_name(compute)) + ", batch " + std::to_string(batch);
+      const std::string what = dtype_name(compute) + (", batch " + std::to_string(batch));
       for (Executor* ex : {&a, &b}) {
         ex->set_input("x", x);
         ex->forward();
@@ -262,6 +263,37 @@ TEST(Executor, HeldWeightsServeEveryPlanAndNoPlainCopySurvives) {
   // Rebuilt from the packed copies, the values are the original ones; a shared buffer is intact.
   EXPECT_EQ(compare(held->constant_value("w1"), plain->constants.at("w1"), 0, 0), "");
   EXPECT_EQ(compare(w2_elsewhere, plain->constants.at("w2"), 0, 0), "");
+
+  // Channels that oneDNN blocks without padding (Acdb32a...): W is packed in its own buffer.
+  auto wide = [](std::mt19937& r) {
+    auto g = std::make_shared<Graph>();
+    g->inputs.push_back({"x", DType::f32, {-1, 16, 6, 6}});
+    g->constants["w"] = random_tensor({32, 16, 3, 3}, r).to_dtype(DType::f32);
+    Attributes same;
+    same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+    g->add_node("Conv", "conv", {"x", "w"}, {"y"}, same, 13);
+    g->outputs.push_back({"y", DType::f32, {}});
+    g->finalize();
+    return g;
+  };
+  std::mt19937 wide_plain_rng(25), wide_held_rng(25);
+  auto wide_plain = wide(wide_plain_rng), wide_held = wide(wide_held_rng);
+  EXPECT_EQ(engine::hold_weights_in_ops(*wide_held), 1);
+  for (int64_t batch : {2, 1}) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {batch, 16, 6, 6};
+    opts.backward_from = {"y"};
+    opts.backward_to = {"x"};
+    Executor a(wide_plain, opts), b(wide_held, opts);
+    Tensor x = random_tensor({batch, 16, 6, 6}, rng), seed = random_tensor({batch, 32, 6, 6}, rng);
+    for (Executor* ex : {&a, &b}) {
+      ex->set_input("x", x);
+      ex->forward();
+    }
+    EXPECT_EQ(compare(b.get("y"), a.get("y"), 0, 0), "") << "batch " << batch;
+    EXPECT_EQ(compare(b.backward("y", seed, {"x"})[0], a.backward("y", seed, {"x"})[0], 0, 0), "") << "batch " << batch;
+  }
+  EXPECT_EQ(compare(wide_held->constant_value("w"), wide_plain->constants.at("w"), 0, 0), "");
 
   // A weight two nodes read stays in the graph.
   Graph shared;
