@@ -123,7 +123,7 @@ FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, cons
   c.y = ex.info(node.outputs.at(0)).shape;
   if (c.x.size() != 4 || !g.is_constant(node.inputs.at(1)))
     throw Error(ErrorKind::unsupported, "floor: Conv '" + node.name + "' is not 2-D with constant weights");
-  const engine::Tensor& w = g.constants.at(node.inputs[1]);
+  const engine::Tensor w = g.constant_value(node.inputs[1]);  // plain: a copy when its op holds it packed
   c.w = w.shape();
   const bool has_bias = node.inputs.size() > 2 && !node.inputs[2].empty();
 

@@ -55,6 +55,7 @@ int run_inspect(const InspectOptions& o) {
   }
   j["parameters"] = g.parameter_count();
   j["weight_bytes"] = g.weight_bytes();
+  j["held_weights"] = m.held_weights;
   j["batch"] = o.batch;
   j["plan"] = {{"peak_activation_bytes", st.arena_bytes},
                {"largest_live_bytes", st.largest_live_bytes},
@@ -82,7 +83,8 @@ int run_inspect(const InspectOptions& o) {
     std::printf("%-4d %-36s %-20s %s\n", i++, n.name.c_str(), n.type.c_str(), shapes.c_str());
   }
   std::printf("\nparameters               %lld\n", static_cast<long long>(g.parameter_count()));
-  std::printf("weight bytes             %zu (%s)\n", g.weight_bytes(), mib(g.weight_bytes()).c_str());
+  std::printf("weight bytes             %zu (%s); %d convolution weights held packed by their ops\n", g.weight_bytes(),
+              mib(g.weight_bytes()).c_str(), m.held_weights);
   std::printf("peak activation bytes    %zu (%s) for batch %d; largest live set %s; without reuse %s\n", st.arena_bytes,
               mib(st.arena_bytes).c_str(), o.batch, mib(st.largest_live_bytes).c_str(), mib(st.all_activation_bytes).c_str());
   std::printf("kernels                  %d (%d activations fused, %d BatchNorms folded, %d nodes folded, %d layout reorders)\n",

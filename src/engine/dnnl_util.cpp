@@ -40,10 +40,14 @@ void execute(dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& ar
 
 dnnl::memory reorder(const dnnl::memory& src, const dnnl::memory::desc& to) {
   dnnl::memory dst(to, cpu_engine());
-  dnnl::reorder r(src, dst);
-  r.execute(cpu_stream(), const_cast<dnnl::memory&>(src), dst);
-  cpu_stream().wait();
+  reorder_into(src, dst);
   return dst;
+}
+
+void reorder_into(const dnnl::memory& src, const dnnl::memory& dst) {
+  dnnl::reorder r(src, dst);
+  r.execute(cpu_stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+  cpu_stream().wait();
 }
 
 void set_threads(int threads) {

@@ -22,6 +22,8 @@ dnnl::memory memory(const dnnl::memory::desc& md, void* data);
 void execute(dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args);
 // Copies src (any format) into a new buffer of format `to`, owned by the returned memory.
 dnnl::memory reorder(const dnnl::memory& src, const dnnl::memory::desc& to);
+// Copies src (any format) into dst (any format, same logical dims).
+void reorder_into(const dnnl::memory& src, const dnnl::memory& dst);
 
 // Number of threads oneDNN (OpenMP) uses.
 void set_threads(int threads);

@@ -49,13 +49,25 @@ int64_t Graph::parameter_count() const {
   int64_t n = 0;
   for (const auto& [name, t] : constants)
     if (t.dtype() != DType::i64) n += t.numel();
+  for (const auto& [name, info] : held_by_ops)
+    if (info.dtype != DType::i64) n += shape_numel(info.shape);
   return n;
 }
 
 size_t Graph::weight_bytes() const {
   size_t n = 0;
   for (const auto& [name, t] : constants) n += t.bytes();
+  for (const auto& [name, info] : held_by_ops) n += static_cast<size_t>(shape_numel(info.shape)) * dtype_size(info.dtype);
   return n;
+}
+
+Tensor Graph::constant_value(const std::string& tensor) const {
+  if (auto it = constants.find(tensor); it != constants.end()) return it->second;
+  if (held_by_ops.count(tensor))
+    for (const Node& n : nodes)
+      for (size_t i = 0; i < n.inputs.size(); ++i)
+        if (n.inputs[i] == tensor) return n.op->held_weight(i);
+  throw Error(ErrorKind::invalid_input, "'" + tensor + "' is not a constant of the graph");
 }
 
 void Graph::finalize() {
@@ -63,6 +75,7 @@ void Graph::finalize() {
   std::set<std::string> defined;
   for (const auto& in : inputs) defined.insert(in.name);
   for (const auto& [name, t] : constants) defined.insert(name);
+  for (const auto& [name, info] : held_by_ops) defined.insert(name);
   std::map<std::string, size_t> producer_of;
   for (size_t i = 0; i < nodes.size(); ++i)
     for (const auto& o : nodes[i].outputs) {
@@ -156,6 +169,8 @@ int fold_batchnorm_into_conv(Graph& g) {
     std::string wname = conv.name + "/folded_weight", bname = conv.name + "/folded_bias";
     g.constants[wname] = w;
     g.constants[bname] = b;
+    std::vector<std::string> replaced(conv.inputs.begin() + 1, conv.inputs.end());
+    replaced.insert(replaced.end(), bn.inputs.begin() + 1, bn.inputs.end());
     conv.inputs.resize(3);
     conv.inputs[1] = wname;
     conv.inputs[2] = bname;
@@ -163,13 +178,35 @@ int fold_batchnorm_into_conv(Graph& g) {
     g.nodes.erase(g.nodes.begin() + static_cast<std::ptrdiff_t>(i));
     --i;
     ++folded;
+    // Drop the originals nothing reads any more now, not after the last fold: the model's
+    // weights are never all held twice.
+    for (const auto& name : replaced)
+      if (!name.empty() && g.consumers(name).empty() && !g.is_output(name)) g.constants.erase(name);
   }
-  // Drop constants nothing reads any more.
+  // Drop constants nothing reads (initializers the file has but no node uses, too).
   std::set<std::string> used;
   for (const Node& n : g.nodes) used.insert(n.inputs.begin(), n.inputs.end());
   for (auto it = g.constants.begin(); it != g.constants.end();)
     it = used.count(it->first) || g.is_output(it->first) ? std::next(it) : g.constants.erase(it);
   return folded;
+}
+
+int hold_weights_in_ops(Graph& g) {
+  int held = 0;
+  for (Node& n : g.nodes)
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const std::string& name = n.inputs[i];
+      auto it = g.constants.find(name);
+      if (it == g.constants.end() || g.is_output(name) || !n.op->can_hold_weight(i, it->second)) continue;
+      // Only its sole reader may take it, and only through one input.
+      auto readers = g.consumers(name);
+      if (readers.size() != 1 || std::count(n.inputs.begin(), n.inputs.end(), name) != 1) continue;
+      g.held_by_ops[name] = {it->second.dtype(), it->second.shape()};
+      n.op->hold_weight(i, std::move(it->second));
+      g.constants.erase(it);
+      ++held;
+    }
+  return held;
 }
 
 }  // namespace dermal::engine

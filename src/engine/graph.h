@@ -41,6 +41,9 @@ class Graph {
   std::vector<ValueInfo> inputs;
   std::vector<ValueInfo> outputs;
   std::map<std::string, Tensor> constants;
+  // Constants handed to the op of their only reader (hold_weights_in_ops): the op keeps the
+  // values, packed; the graph keeps the name, dtype and shape.
+  std::map<std::string, TensorInfo> held_by_ops;
   std::vector<Node> nodes;  // topologically sorted after finalize()
 
   // Parses attrs into an op now, so unsupported ops and attributes fail at load.
@@ -49,12 +52,14 @@ class Graph {
   // Sorts nodes topologically, checks that every tensor is defined once and used tensors exist.
   void finalize();
 
-  bool is_constant(const std::string& tensor) const { return constants.count(tensor) != 0; }
+  bool is_constant(const std::string& tensor) const { return constants.count(tensor) || held_by_ops.count(tensor); }
+  // A constant's values, plain: a weight held by an op is rebuilt from its packed form (a copy).
+  Tensor constant_value(const std::string& tensor) const;
   bool is_input(const std::string& tensor) const;
   bool is_output(const std::string& tensor) const;
   const Node* producer(const std::string& tensor) const;         // nullptr for inputs/constants
   std::vector<const Node*> consumers(const std::string& tensor) const;
-  // Number of parameters and bytes held in constants.
+  // Number of parameters and bytes of the constants (held by ops or not).
   int64_t parameter_count() const;
   size_t weight_bytes() const;
 };
@@ -64,5 +69,10 @@ class Graph {
 int fold_batchnorm_into_conv(Graph& graph);
 // Removes Identity, and Dropout in inference mode, renaming their consumers' inputs.
 int remove_identities(Graph& graph);
+// Hands each constant that one node alone reads, and whose op can hold it (a Conv's f32 W), to
+// that op, and drops the graph's plain copy: the op packs it for oneDNN at its first plan and
+// frees the plain values then, so the weights are in memory once. Run after the passes that
+// rewrite constants (BatchNorm folding). Returns the count.
+int hold_weights_in_ops(Graph& graph);
 
 }  // namespace dermal::engine

@@ -15,6 +15,14 @@ void Kernel::backward(const std::vector<Tensor>&, const std::vector<Tensor>&, co
   throw Error(ErrorKind::unsupported, "this kernel has no backward");
 }
 
+void Op::hold_weight(size_t input, Tensor) const {
+  ctx_.fail(ErrorKind::internal, "cannot hold input " + std::to_string(input) + " as its own weight");
+}
+
+Tensor Op::held_weight(size_t input) const {
+  ctx_.fail(ErrorKind::internal, "holds no weight for input " + std::to_string(input));
+}
+
 OpRegistry& OpRegistry::global() {
   static OpRegistry registry;
   return registry;

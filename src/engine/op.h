@@ -100,6 +100,13 @@ class Op {
     return std::nullopt;
   }
   virtual bool accepts_post_eltwise() const { return false; }
+  // Weights the op keeps in its own form (oneDNN's packed layout) in place of the graph's plain
+  // tensor, shared by all its kernels: hold_weights hands input i's constant over, once, at load
+  // (Graph::hold_weights_in_ops), and held_weight rebuilds the plain values on demand. Const
+  // because ops are shared between plans; the op's weight store is what changes.
+  virtual bool can_hold_weight(size_t /*input*/, const Tensor& /*value*/) const { return false; }
+  virtual void hold_weight(size_t input, Tensor value) const;
+  virtual Tensor held_weight(size_t input) const;
 
  protected:
   OpContext ctx_;

@@ -82,6 +82,12 @@ Tensor Tensor::view(DType dtype, Shape shape, void* data, Layout layout) {
   return t;
 }
 
+Tensor Tensor::adopt(DType dtype, Shape shape, void* data, std::shared_ptr<void> owner) {
+  Tensor t = view(dtype, std::move(shape), data);
+  t.owner_ = std::move(owner);
+  return t;
+}
+
 Tensor Tensor::scalar(float v) { return from_floats({}, {v}); }
 
 Tensor Tensor::from_floats(const Shape& shape, const std::vector<float>& values) {

@@ -36,6 +36,8 @@ class Tensor {
   // For a buffer the caller fills at once: skips zeroing (and touching) every page twice.
   static Tensor uninitialized(DType dtype, Shape shape, Layout layout = Layout::plain);
   static Tensor view(DType dtype, Shape shape, void* data, Layout layout = Layout::plain);
+  // Takes over a buffer someone else allocated (an importer's bytes): `owner` keeps `data` alive.
+  static Tensor adopt(DType dtype, Shape shape, void* data, std::shared_ptr<void> owner);
   static Tensor scalar(float v);
   static Tensor from_floats(const Shape& shape, const std::vector<float>& values);
   static Tensor from_doubles(const Shape& shape, const std::vector<double>& values);
@@ -51,6 +53,8 @@ class Tensor {
   size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
 
   void* raw() const { return data_; }
+  // Owns its buffer and no other tensor shares it: writing the data changes no one else's.
+  bool sole_owner() const { return owner_ && owner_.use_count() == 1; }
   template <class T> T* data() const;  // checks that T matches the dtype
 
   // Element strides of the buffer, indexed by logical dimension.

@@ -53,6 +53,7 @@ LoadedModel load_model(const std::string& path) {
     m.metadata["keras_model_name"] = info.model_name;
     m.metadata["keras_model_class"] = info.model_class;
     m.folded_batchnorms = fold_batchnorms_in_place(g);
+    m.held_weights = engine::hold_weights_in_ops(g);
     find_logits(g, m);
     m.graph = std::make_shared<engine::Graph>(std::move(g));
     m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -65,6 +66,7 @@ LoadedModel load_model(const std::string& path) {
   m.metadata = info.metadata;
   m.removed_identities = engine::remove_identities(g);
   m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
+  m.held_weights = engine::hold_weights_in_ops(g);
   find_logits(g, m);
   m.graph = std::make_shared<engine::Graph>(std::move(g));
   m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -27,6 +27,7 @@ struct LoadedModel {
   bool output_is_probability = false;  // the graph's output is a softmax of `logits`
   int folded_batchnorms = 0;
   int removed_identities = 0;
+  int held_weights = 0;  // convolution weights their ops hold packed (engine::hold_weights_in_ops)
   double load_ms = 0;
 };
 

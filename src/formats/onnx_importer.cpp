@@ -1,18 +1,17 @@
 #include "formats/onnx_importer.h"
 
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <onnx/onnx_pb.h>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <functional>
-#include <limits>
-#include <memory>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 
 namespace dermal::formats {
 
@@ -185,6 +184,34 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
   return t;
 }
 
+namespace {
+
+// An initializer as a tensor that takes over the proto's raw_data buffer when its bytes are
+// already the tensor's (f32, f64, i64 and u64 are stored as is): no second copy of the weights
+// exists at any time during the load. Anything else is converted by tensor_from_proto.
+Tensor adopt_tensor(onnx::TensorProto& proto, const std::string& base_dir) {
+  const int elem = proto.data_type();
+  const bool same_bytes = elem == onnx::TensorProto::FLOAT || elem == onnx::TensorProto::DOUBLE ||
+                          elem == onnx::TensorProto::INT64 || elem == onnx::TensorProto::UINT64;
+  if (!same_bytes || proto.data_location() == onnx::TensorProto::EXTERNAL || !proto.has_raw_data())
+    return tensor_from_proto(proto, base_dir);
+  const std::string what = "tensor '" + proto.name() + "'";
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : shape)
+    if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  const DType dtype = dtype_for(elem, what);
+  const size_t need = static_cast<size_t>(engine::shape_numel(shape)) * engine::dtype_size(dtype);
+  if (proto.raw_data().size() != need)
+    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(proto.raw_data().size()) + " bytes, shape " +
+                                              engine::shape_str(shape) + " needs " + std::to_string(need));
+  std::shared_ptr<std::string> bytes(proto.release_raw_data());
+  if (bytes->empty()) return Tensor::uninitialized(dtype, shape);  // data() of an empty string may be shared
+  void* data = bytes->data();
+  return Tensor::adopt(dtype, std::move(shape), data, std::move(bytes));
+}
+
+}  // namespace
+
 Tensor load_tensor_pb(const std::string& path) {
   onnx::TensorProto proto;
   if (!proto.ParseFromString(read_file(path))) throw Error(ErrorKind::invalid_model, "'" + path + "' is not a TensorProto");
@@ -232,11 +259,11 @@ Graph load_onnx_bytes(const std::string& bytes, const std::string& base_dir, Onn
   return load_onnx_array(bytes.data(), bytes.size(), base_dir, info);
 }
 
-Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir, OnnxModelInfo* info) {
-  onnx::ModelProto model;
-  if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max()) ||
-      !model.ParseFromArray(data, static_cast<int>(size)))
-    throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+namespace {
+
+// Builds the graph from a parsed model, taking the initializers' bytes out of it (adopt_tensor):
+// the caller frees what is left of the proto right after.
+Graph graph_from_model(onnx::ModelProto& model, const std::string& base_dir, OnnxModelInfo* info) {
   if (!model.has_graph() || model.graph().node_size() == 0)
     throw Error(ErrorKind::invalid_model, "not an ONNX model (it has no graph)");
   int opset = 0;
@@ -253,10 +280,10 @@ Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir
     info->producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
     for (const auto& kv : model.metadata_props()) info->metadata[kv.key()] = kv.value();
   }
-  const onnx::GraphProto& gp = model.graph();
+  onnx::GraphProto& gp = *model.mutable_graph();
   Graph g;
   g.name = gp.name();
-  for (const auto& init : gp.initializer()) g.constants[init.name()] = tensor_from_proto(init, base_dir);
+  for (auto& init : *gp.mutable_initializer()) g.constants[init.name()] = adopt_tensor(init, base_dir);
   if (gp.sparse_initializer_size() > 0) throw Error(ErrorKind::unsupported, "sparse initializers are not supported");
   for (const auto& in : gp.input())
     if (!g.constants.count(in.name())) g.inputs.push_back(value_info(in));
@@ -276,21 +303,36 @@ Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir
   return g;
 }
 
+}  // namespace
+
+Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir, OnnxModelInfo* info) {
+  onnx::ModelProto model;
+  if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !model.ParseFromArray(data, static_cast<int>(size)))
+    throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+  return graph_from_model(model, base_dir, info);
+}
+
 Graph load_onnx(const std::string& path, OnnxModelInfo* info) {
-  // Parse straight from the mapped file: no buffer to fill and free for a 100 MB model.
+  // Parse from the file in blocks (read(2), not mmap): mapped pages would count in the resident
+  // set next to the parsed weights; read blocks are reused, and the parsed bytes become the
+  // tensors themselves (adopt_tensor).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(ErrorKind::invalid_model, "cannot open '" + path + "'");
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+      st.st_size > std::numeric_limits<int>::max()) {
     ::close(fd);
-    throw Error(ErrorKind::invalid_model, "'" + path + "' is not a regular file");
+    throw Error(ErrorKind::invalid_model, "'" + path + "' is not a regular, non-empty file of at most 2 GB");
   }
-  const size_t size = static_cast<size_t>(st.st_size);
-  void* map = size ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-  ::close(fd);
-  if (map == MAP_FAILED) throw Error(ErrorKind::invalid_model, "'" + path + "' is empty or cannot be read");
-  std::unique_ptr<void, std::function<void(void*)>> unmap(map, [size](void* p) { ::munmap(p, size); });
-  return load_onnx_array(static_cast<const char*>(map), size, std::filesystem::path(path).parent_path().string(), info);
+  onnx::ModelProto model;
+  {
+    google::protobuf::io::FileInputStream stream(fd, 1 << 20);
+    stream.SetCloseOnDelete(true);
+    if (!model.ParseFromZeroCopyStream(&stream))
+      throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+  }
+  return graph_from_model(model, std::filesystem::path(path).parent_path().string(), info);
 }
 
 }  // namespace dermal::formats

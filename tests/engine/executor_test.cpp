@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "engine/executor.h"
 #include "engine/op_check.h"
@@ -210,6 +212,100 @@ TEST(Executor, FusedChannelsLastPlanMatchesReferencePlan) {
     double fd = (loss(plus) - loss(minus)) / 2e-6;
     ASSERT_NEAR(g64[j], fd, 1e-6 + 1e-5 * std::abs(fd)) << "element " << j;
   }
+}
+
+// Convolution weights handed to their ops (hold_weights_in_ops): later plans (other batch sizes,
+// backward through the convolutions, the f64 reference) give exactly what the same graph with
+// plain constant weights gives, and no plain copy survives packing: it is freed, or packed in
+// place, but only when no other tensor shares its buffer.
+TEST(Executor, HeldWeightsServeEveryPlanAndNoPlainCopySurvives) {
+  std::mt19937 rng_plain(23), rng_held(23), rng(24);
+  auto plain = small_cnn(rng_plain), held = small_cnn(rng_held);
+  // w1 in a buffer whose release the test can see.
+  auto freed = std::make_shared<bool>(false);
+  const Tensor w1 = held->constants.at("w1");
+  void* buffer = std::malloc(w1.bytes());
+  std::memcpy(buffer, w1.raw(), w1.bytes());
+  held->constants["w1"] = Tensor::adopt(DType::f32, w1.shape(), buffer, std::shared_ptr<void>(buffer, [freed](void* p) {
+                                          *freed = true;
+                                          std::free(p);
+                                        }));
+  const Tensor w2_elsewhere = held->constants.at("w2");  // another reader of w2's buffer
+  EXPECT_EQ(engine::hold_weights_in_ops(*held), 2);  // w1 and w2; b1 and the MatMul's fc stay
+  EXPECT_FALSE(held->constants.count("w1"));
+  EXPECT_TRUE(held->is_constant("w1"));
+  EXPECT_EQ(held->weight_bytes(), plain->weight_bytes());
+  EXPECT_EQ(held->parameter_count(), plain->parameter_count());
+  EXPECT_FALSE(*freed);  // nothing is packed yet: the op's copy is the only one
+  EXPECT_EQ(compare(held->constant_value("w1"), plain->constants.at("w1"), 0, 0), "");
+
+  for (DType compute : {DType::f32, DType::f64})
+    for (int64_t batch : {1, 3}) {
+      PlanOptions opts;
+      opts.input_shapes["x"] = {batch, 3, 9, 9};
+      opts.backward_from = {"logits"};
+      opts.backward_to = {"x"};
+      opts.compute = compute;
+      Executor a(plain, opts), b(held, opts);
+      if (compute == DType::f32) {
+        EXPECT_TRUE(*freed || std::memcmp(buffer, w1.raw(), w1.bytes()) != 0) << "the plain w1 outlived its packing";
+      }
+      Tensor x = random_tensor({batch, 3, 9, 9}, rng), seed = random_tensor({batch, 5}, rng);
+      const std::string what = dtype_name(compute) + (", batch " + std::to_string(batch));
+      for (Executor* ex : {&a, &b}) {
+        ex->set_input("x", x);
+        ex->forward();
+      }
+      EXPECT_EQ(compare(b.get("logits"), a.get("logits"), 0, 0), "") << what;
+      EXPECT_EQ(compare(b.backward("logits", seed, {"x"})[0], a.backward("logits", seed, {"x"})[0], 0, 0), "") << what;
+      EXPECT_EQ(compare(b.get("w2"), a.get("w2"), 0, 0), "") << what;
+    }
+  // Rebuilt from the packed copies, the values are the original ones; a shared buffer is intact.
+  EXPECT_EQ(compare(held->constant_value("w1"), plain->constants.at("w1"), 0, 0), "");
+  EXPECT_EQ(compare(w2_elsewhere, plain->constants.at("w2"), 0, 0), "");
+
+  // Channels that oneDNN blocks without padding (Acdb32a...): W is packed in its own buffer.
+  auto wide = [](std::mt19937& r) {
+    auto g = std::make_shared<Graph>();
+    g->inputs.push_back({"x", DType::f32, {-1, 16, 6, 6}});
+    g->constants["w"] = random_tensor({32, 16, 3, 3}, r).to_dtype(DType::f32);
+    Attributes same;
+    same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+    g->add_node("Conv", "conv", {"x", "w"}, {"y"}, same, 13);
+    g->outputs.push_back({"y", DType::f32, {}});
+    g->finalize();
+    return g;
+  };
+  std::mt19937 wide_plain_rng(25), wide_held_rng(25);
+  auto wide_plain = wide(wide_plain_rng), wide_held = wide(wide_held_rng);
+  EXPECT_EQ(engine::hold_weights_in_ops(*wide_held), 1);
+  for (int64_t batch : {2, 1}) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {batch, 16, 6, 6};
+    opts.backward_from = {"y"};
+    opts.backward_to = {"x"};
+    Executor a(wide_plain, opts), b(wide_held, opts);
+    Tensor x = random_tensor({batch, 16, 6, 6}, rng), seed = random_tensor({batch, 32, 6, 6}, rng);
+    for (Executor* ex : {&a, &b}) {
+      ex->set_input("x", x);
+      ex->forward();
+    }
+    EXPECT_EQ(compare(b.get("y"), a.get("y"), 0, 0), "") << "batch " << batch;
+    EXPECT_EQ(compare(b.backward("y", seed, {"x"})[0], a.backward("y", seed, {"x"})[0], 0, 0), "") << "batch " << batch;
+  }
+  EXPECT_EQ(compare(wide_held->constant_value("w"), wide_plain->constants.at("w"), 0, 0), "");
+
+  // A weight two nodes read stays in the graph.
+  Graph shared;
+  shared.inputs.push_back({"x", DType::f32, {1, 3, 9, 9}});
+  shared.constants["w"] = random_tensor({4, 3, 3, 3}, rng).to_dtype(DType::f32);
+  shared.add_node("Conv", "a", {"x", "w"}, {"ya"}, {}, 13);
+  shared.add_node("Conv", "b", {"x", "w"}, {"yb"}, {}, 13);
+  shared.add_node("Add", "sum", {"ya", "yb"}, {"y"}, {}, 13);
+  shared.outputs.push_back({"y", DType::f32, {}});
+  shared.finalize();
+  EXPECT_EQ(engine::hold_weights_in_ops(shared), 0);
+  EXPECT_TRUE(shared.constants.count("w"));
 }
 
 TEST(Executor, KeepingATensorDisablesItsFusion) {

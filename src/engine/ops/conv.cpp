@@ -1,8 +1,9 @@
 // Conv: 2-D convolution, and 1-D as 2-D with H = 1 (3-D is not supported). Any group count
 // (depthwise included), strides, dilations, explicit (asymmetric) or automatic pads, an optional
 // bias, and an optional fused activation (KernelConfig::post_eltwise). W and B may be constants
-// (the usual case: f32 packs them once per op, shared by all its kernels) or tensors computed at
-// run time (graph inputs: read and reordered on every call). f32 runs on oneDNN; f64 runs plain
+// (the usual case: f32 packs them once per op, shared by all its kernels), W may be held by the op
+// itself (Graph::hold_weights_in_ops: then the packed copy is the only one), or they are tensors
+// computed at run time (graph inputs: read and reordered on every call). f32 runs on oneDNN; f64 runs plain
 // loops, the reference for gradient checks (conv_kernels.cpp). Backward is the VJP with respect
 // to X only.
 #include "engine/ops/conv.h"
@@ -109,15 +110,30 @@ class ConvOp : public Op {
   bool wants_nhwc() const override { return true; }
   bool accepts_post_eltwise() const override { return true; }
 
+  // W, f32 as f32 kernels run it: packed, it is all the op needs. (An f64 W stays in the graph:
+  // f64 reference plans must read its exact values.)
+  bool can_hold_weight(size_t input, const Tensor& value) const override {
+    return input == 1 && value.dtype() == DType::f32 && value.layout() == Layout::plain && value.rank() >= 3;
+  }
+  void hold_weight(size_t input, Tensor value) const override {
+    if (!can_hold_weight(input, value)) return Op::hold_weight(input, std::move(value));
+    packed_->hold(std::move(value));
+  }
+  Tensor held_weight(size_t input) const override {
+    if (input != 1 || !packed_->holds()) return Op::held_weight(input);
+    return packed_->held_plain();
+  }
+
   std::unique_ptr<Kernel> make_kernel(KernelConfig& cfg) const override {
-    // W and B are constants or runtime tensors alike; infer has checked their shapes.
+    // W and B are constants, W held by this op, or runtime tensors; infer has checked shapes.
     auto known = [&](size_t i) { return i < cfg.known.size() ? cfg.known[i] : nullptr; };
     ConvParams p;
+    p.held_w = packed_->holds();
     p.known_w = known(1);
     p.has_bias = cfg.present.size() > 2 && cfg.present[2];
     p.known_b = p.has_bias ? known(2) : nullptr;
     for (size_t i = 1; i < (p.has_bias ? 3 : 2); ++i)
-      if (!known(i) && cfg.inputs[i].dtype != DType::f32 && cfg.inputs[i].dtype != DType::f64)
+      if (!known(i) && !(i == 1 && p.held_w) && cfg.inputs[i].dtype != DType::f32 && cfg.inputs[i].dtype != DType::f64)
         ctx_.fail(ErrorKind::unsupported, std::string(i == 1 ? "W" : "B") + " has dtype " + dtype_name(cfg.inputs[i].dtype) +
                                               ", only floats are supported");
     Geometry g = make_geometry(a_, cfg.inputs[0].shape, cfg.inputs[1].shape, ctx_);
@@ -129,14 +145,19 @@ class ConvOp : public Op {
       ctx_.fail(ErrorKind::unsupported, "a fused relu/elu with a negative alpha cannot be differentiated");
     const Layout layout = cfg.input_layouts.empty() ? Layout::plain : cfg.input_layouts[0];
     cfg.output_layouts = {g.spatial_rank == 2 ? layout : Layout::plain};
-    if (cfg.compute == DType::f64) return conv_detail::make_reference_conv_kernel(g, p, act);
+    if (cfg.compute == DType::f64) {
+      // The reference reads plain values: the held W rebuilt, for this kernel only.
+      const Tensor plain = p.held_w ? packed_->held_plain() : Tensor();
+      if (p.held_w) p.known_w = &plain;
+      return conv_detail::make_reference_conv_kernel(g, p, act);
+    }
     if (cfg.compute != DType::f32) ctx_.fail(ErrorKind::unsupported, std::string("compute dtype ") + dtype_name(cfg.compute));
     return conv_detail::make_dnnl_conv_kernel(g, cfg.output_layouts[0], p, act, packed_);
   }
 
  private:
   ConvAttrs a_;
-  std::shared_ptr<conv_detail::PackedWeights> packed_ = conv_detail::make_packed_weights();
+  std::shared_ptr<conv_detail::PackedWeights> packed_ = std::make_shared<conv_detail::PackedWeights>();
 };
 
 std::unique_ptr<Op> make_conv(const Attributes& attrs, const OpContext& ctx) {
@@ -181,17 +202,27 @@ std::pair<Tensor, Tensor> fold_batchnorm_weights(const Tensor& W, const Tensor* 
       throw Error(ErrorKind::invalid_model, "cannot fold BatchNormalization: W " + shape_str(W.shape()) +
                                                 " has " + std::to_string(oc) + " output channels but a tensor has shape " +
                                                 shape_str(t->shape()));
-  std::vector<double> w = W.to_doubles(), b = B ? B->to_doubles() : std::vector<double>(oc, 0.0);
+  std::vector<double> b = B ? B->to_doubles() : std::vector<double>(oc, 0.0), k(oc);
   const auto s = scale.to_doubles(), beta = bn_bias.to_doubles(), mu = mean.to_doubles(), v = var.to_doubles();
-  const size_t per_channel = oc ? w.size() / oc : 0;
   for (int64_t c = 0; c < oc; ++c) {
     if (!(v[c] + epsilon > 0))
       throw Error(ErrorKind::invalid_model, "cannot fold BatchNormalization: var + epsilon <= 0 in channel " + std::to_string(c));
-    const double k = s[c] / std::sqrt(v[c] + epsilon);
-    for (size_t i = 0; i < per_channel; ++i) w[c * per_channel + i] *= k;
-    b[c] = (b[c] - mu[c]) * k + beta[c];
+    k[c] = s[c] / std::sqrt(v[c] + epsilon);
+    b[c] = (b[c] - mu[c]) * k[c] + beta[c];
   }
-  return {Tensor::from_doubles(W.shape(), w).to_dtype(W.dtype()), Tensor::from_doubles({oc}, b).to_dtype(W.dtype())};
+  // W's values scaled in double and rounded once, straight into the result: no double copy of
+  // the largest weights at load.
+  const Tensor src = W.to_layout(Layout::plain);
+  Tensor w = Tensor::uninitialized(W.dtype(), W.shape());
+  const int64_t per_channel = oc ? W.numel() / oc : 0;
+  dispatch_float(W.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T* from = src.data<T>();
+    T* to = w.data<T>();
+    for (int64_t c = 0; c < oc; ++c)
+      for (int64_t i = c * per_channel; i < (c + 1) * per_channel; ++i) to[i] = static_cast<T>(from[i] * k[c]);
+  });
+  return {w, Tensor::from_doubles({oc}, b).to_dtype(W.dtype())};
 }
 
 DERMAL_REGISTER_OP("Conv", make_conv);

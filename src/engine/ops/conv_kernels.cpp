@@ -5,7 +5,7 @@
 
 #include <array>
 #include <cmath>
-#include <mutex>
+#include <cstring>
 #include <unordered_map>
 
 #include "engine/dnnl_util.h"
@@ -13,29 +13,105 @@
 
 namespace dermal::engine::ops::conv_detail {
 
-// Known weights, packed once per format. Keyed by the format and by the weight tensor they came
-// from, which each entry keeps alive so its address cannot be reused by another tensor.
-class PackedWeights {
- public:
-  dnnl::memory get(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const Entry& e : entries_)
-      if (e.source.raw() == w.raw() && e.packed.get_desc() == wanted) return e.packed;
-    Tensor w32 = w.dtype() == DType::f32 ? w : w.to_dtype(DType::f32);
-    dnnl::memory src = dnnl_util::memory(plain, w32.raw());
-    dnnl::memory packed = wanted == plain ? src : dnnl_util::reorder(src, wanted);
-    entries_.push_back({w, w32, packed});
-    return packed;
-  }
+namespace {
 
- private:
-  struct Entry {
-    Tensor source, data;  // data: the f32 buffer a plain `packed` points into
-    dnnl::memory packed;
-  };
-  std::mutex mutex_;
-  std::vector<Entry> entries_;
-};
+// The block size when `wanted` (a format oneDNN chose for W) splits output channels (dim 0) into
+// equal blocks, outermost, each stored whole in the bytes its plain rows take (Acdb64a,
+// Abcde16a...): then W can be packed in its own buffer, one block at a time. 0 otherwise
+// (padding, blocks over other dims).
+int64_t whole_row_block(const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
+  const dnnl_memory_desc_t& d = wanted.data;
+  if (d.format_kind != dnnl_blocked || d.offset0 != 0 || wanted.get_size() != plain.get_size()) return 0;
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  int64_t block = 1, rest = 1;
+  for (int i = 0; i < b.inner_nblks; ++i) {
+    if (b.inner_idxs[i] != 0) return 0;
+    block *= b.inner_blks[i];
+  }
+  for (int i = 0; i < d.ndims; ++i)
+    if (d.padded_dims[i] != d.dims[i]) return 0;
+  for (int i = 1; i < d.ndims; ++i) rest *= d.dims[i];
+  return d.dims[0] % block == 0 && b.strides[0] == block * rest ? block : 0;
+}
+
+// Packs the plain W in `w` into `wanted` in place, block by block through a one-block copy, so
+// that packing never holds the weights twice. False (w untouched) when `wanted` does not allow it.
+bool pack_in_place(const Tensor& w, const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
+  const int64_t block = whole_row_block(plain, wanted);
+  if (!block) return false;
+  dnnl::memory::dims dims = plain.dims();
+  const int64_t blocks = dims[0] / block;
+  dims[0] = block;
+  const dnnl::memory::dims origin(dims.size(), 0);
+  const dnnl::memory::desc from = plain.submemory_desc(dims, origin), to = wanted.submemory_desc(dims, origin);
+  const size_t bytes = w.bytes() / static_cast<size_t>(blocks);
+  auto& eng = dnnl_util::cpu_engine();
+  dnnl::reorder reorder(dnnl::reorder::primitive_desc(eng, from, eng, to));
+  Tensor scratch = Tensor::uninitialized(DType::f32, {static_cast<int64_t>(bytes / sizeof(float))});
+  for (int64_t k = 0; k < blocks; ++k) {
+    char* at = static_cast<char*>(w.raw()) + k * bytes;
+    std::memcpy(scratch.raw(), at, bytes);
+    dnnl_util::execute(reorder, {{DNNL_ARG_FROM, dnnl_util::memory(from, scratch.raw())}, {DNNL_ARG_TO, dnnl_util::memory(to, at)}});
+  }
+  return true;
+}
+
+}  // namespace
+
+void PackedWeights::hold(Tensor w) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DERMAL_ASSERT(!holds() && w.dtype() == DType::f32 && w.layout() == Layout::plain);
+  held_shape_ = w.shape();
+  held_ = std::move(w);
+}
+
+bool PackedWeights::holds() const { return !held_shape_.empty(); }
+
+dnnl::memory PackedWeights::get(const Tensor* w, const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const void* key = w ? w->raw() : nullptr;
+  const Entry* first_held = nullptr;
+  for (const Entry& e : entries_) {
+    if (e.key == key && e.packed.get_desc() == wanted) return e.packed;
+    if (!e.key && !first_held) first_held = &e;
+  }
+  Entry e{key, {}, {}, {}};
+  dnnl::memory src;
+  if (w) {
+    e.source = *w;
+    e.data = w->dtype() == DType::f32 ? *w : w->to_dtype(DType::f32);
+    src = dnnl_util::memory(plain, e.data.raw());
+  } else if (first_held) {
+    src = first_held->packed;  // the plain copy is gone: another packed format is the source
+  } else {
+    DERMAL_ASSERT(held_.defined());
+    held_md_ = plain;
+    // When nobody else reads the buffer, its plain values may become the packed ones.
+    const bool in_place = held_.sole_owner() && pack_in_place(held_, plain, wanted);
+    e.data = held_;
+    src = dnnl_util::memory(in_place ? wanted : plain, held_.raw());
+  }
+  e.packed = src.get_desc() == wanted ? src : dnnl_util::reorder(src, wanted);
+  if (e.packed.get_data_handle() != e.data.raw()) e.data = Tensor();
+  entries_.push_back(std::move(e));
+  // Packed (or kept as it is, as the first entry's data): the held W needs no other handle.
+  if (!w) held_ = Tensor();
+  return entries_.back().packed;
+}
+
+Tensor PackedWeights::held_plain() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DERMAL_ASSERT(holds());
+  if (held_.defined()) return held_;
+  for (const Entry& e : entries_) {
+    if (e.key) continue;
+    Tensor out = Tensor::uninitialized(DType::f32, held_shape_);
+    dnnl_util::reorder_into(e.packed, dnnl_util::memory(held_md_, out.raw()));
+    return out;
+  }
+  DERMAL_ASSERT(false);
+  return {};
+}
 
 namespace {
 
@@ -213,7 +289,7 @@ class DnnlConvKernel : public Kernel {
  public:
   DnnlConvKernel(const Geometry& g, Layout layout, const ConvParams& p, std::optional<EltwiseSpec> act,
                  std::shared_ptr<PackedWeights> packed)
-      : has_bias_(p.has_bias), act_(act), packed_(std::move(packed)) {
+      : held_w_(p.held_w), has_bias_(p.has_bias), act_(act), packed_(std::move(packed)) {
     using md = dnnl::memory::desc;
     using tag = dnnl::memory::format_tag;
     if (p.known_w) known_w_ = *p.known_w;
@@ -240,7 +316,7 @@ class DnnlConvKernel : public Kernel {
     dnnl::convolution_forward::primitive_desc pd(forward_desc(dnnl::prop_kind::forward_inference), attr,
                                                  dnnl_util::cpu_engine());
     fwd_ = dnnl::convolution_forward(pd);
-    if (known_w_.defined()) fwd_weights_ = packed_get(pd.weights_desc());
+    if (constant_w()) fwd_weights_ = packed_get(pd.weights_desc());
     else fwd_reorder_ = RuntimeWeightReorder(plain_w_md_, pd.weights_desc());
   }
 
@@ -248,7 +324,7 @@ class DnnlConvKernel : public Kernel {
     Tensor w32, b32;  // runtime W and B as f32, alive for this call
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl_util::memory(src_md_, in[0].raw())},
                                                {DNNL_ARG_DST, dnnl_util::memory(dst_md_, out[0].raw())}};
-    if (known_w_.defined()) {
+    if (constant_w()) {
       args[DNNL_ARG_WEIGHTS] = fwd_weights_;
     } else {
       w32 = as_f32(in[1]);
@@ -267,9 +343,9 @@ class DnnlConvKernel : public Kernel {
     if (!d_out[0].defined()) return d_in[0].fill_zero();
     prepare_backward();
     Tensor gy = pre_activation_grad<float>(act_, out[0], d_out[0]);
-    Tensor w32 = known_w_.defined() ? Tensor() : as_f32(in[1]);
+    Tensor w32 = constant_w() ? Tensor() : as_f32(in[1]);
     dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst_md_, gy.raw())},
-                              {DNNL_ARG_WEIGHTS, known_w_.defined() ? bwd_weights_ : bwd_reorder_(w32)},
+                              {DNNL_ARG_WEIGHTS, constant_w() ? bwd_weights_ : bwd_reorder_(w32)},
                               {DNNL_ARG_DIFF_SRC, dnnl_util::memory(src_md_, d_in[0].raw())}});
   }
 
@@ -280,7 +356,10 @@ class DnnlConvKernel : public Kernel {
     return {kind, dnnl::algorithm::convolution_direct, src_md_, any_w_md_, dst_md_, strides_, dilates_, pad_l_, pad_r_};
   }
 
-  dnnl::memory packed_get(const dnnl::memory::desc& wanted) { return packed_->get(known_w_, plain_w_md_, wanted); }
+  bool constant_w() const { return held_w_ || known_w_.defined(); }
+  dnnl::memory packed_get(const dnnl::memory::desc& wanted) {
+    return packed_->get(held_w_ ? nullptr : &known_w_, plain_w_md_, wanted);
+  }
 
   // Built on the first backward, so inference-only plans never hold a second packed copy.
   void prepare_backward() {
@@ -290,13 +369,13 @@ class DnnlConvKernel : public Kernel {
                                             dilates_, pad_l_, pad_r_);
     dnnl::convolution_backward_data::primitive_desc pd(d, dnnl_util::cpu_engine(), hint);
     bwd_ = dnnl::convolution_backward_data(pd);
-    if (known_w_.defined()) bwd_weights_ = packed_get(pd.weights_desc());
+    if (constant_w()) bwd_weights_ = packed_get(pd.weights_desc());
     else bwd_reorder_ = RuntimeWeightReorder(plain_w_md_, pd.weights_desc());
     backward_ready_ = true;
   }
 
-  bool has_bias_;
-  Tensor known_w_, known_bias_;  // undefined: read from the inputs on every call
+  bool held_w_, has_bias_;
+  Tensor known_w_, known_bias_;  // undefined (and W not held): read from the inputs on every call
   std::optional<EltwiseSpec> act_;
   std::shared_ptr<PackedWeights> packed_;
   dnnl::memory::desc src_md_, dst_md_, plain_w_md_, any_w_md_, bias_md_;
@@ -311,8 +390,6 @@ class DnnlConvKernel : public Kernel {
 };
 
 }  // namespace
-
-std::shared_ptr<PackedWeights> make_packed_weights() { return std::make_shared<PackedWeights>(); }
 
 std::unique_ptr<Kernel> make_reference_conv_kernel(const Geometry& g, const ConvParams& p,
                                                    std::optional<EltwiseSpec> act) {

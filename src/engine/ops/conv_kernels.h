@@ -1,6 +1,7 @@
 // Conv's kernels, used by the Conv op (conv.cpp) only: the plain-loop f64 reference and the f32
 // oneDNN kernel. Both take their weights and bias either as constants known at plan time (read
-// once; oneDNN's packed copy is cached per op) or as the kernel's inputs 1 and 2, read again on
+// once; oneDNN's packed copy is cached per op), as the op's own held W (oneDNN kernel only: the
+// reference gets it as a known plain copy), or as the kernel's inputs 1 and 2, read again on
 // every forward and backward.
 //
 //   ConvParams p{.known_w = cfg.known[1], .has_bias = true, .known_b = nullptr};  // B at run time
@@ -8,7 +9,11 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "engine/op.h"
 
@@ -25,17 +30,44 @@ struct Geometry {
   Shape out_shape() const { return spatial_rank == 1 ? Shape{n, oc, ow} : Shape{n, oc, oh, ow}; }
 };
 
-// Where W and B come from. A null known_w (known_b) means W (B) is the kernel's input 1 (2) and
-// may change between calls. Kernels keep their own copies or handles of known tensors.
+// Where W and B come from. held_w: W is the op's own, in its PackedWeights. Otherwise a null
+// known_w (known_b) means W (B) is the kernel's input 1 (2) and may change between calls.
+// Kernels keep their own copies or handles of known tensors.
 struct ConvParams {
+  bool held_w = false;
   const Tensor* known_w = nullptr;
   bool has_bias = false;
   const Tensor* known_b = nullptr;
 };
 
-// Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op.
-class PackedWeights;
-std::shared_ptr<PackedWeights> make_packed_weights();
+// Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op
+// (and so by all plans). It may also hold the op's own W, handed over at load: then the packed
+// copies are the only copy once a kernel has asked for one.
+class PackedWeights {
+ public:
+  // Takes W over (f32, plain). When no other tensor shares its buffer, the first format a kernel
+  // asks for is packed into that buffer (when the format allows): W is never held twice.
+  void hold(Tensor w);
+  bool holds() const;
+  // W in format `wanted`: the held W when w is null, else the known tensor *w. plain describes W
+  // plain (oihw or goihw).
+  dnnl::memory get(const Tensor* w, const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted);
+  // The held W as a plain f32 tensor: the handed-over one while no kernel has packed it, else a
+  // copy reordered back from a packed format.
+  Tensor held_plain() const;
+
+ private:
+  struct Entry {
+    const void* key;        // the source's data; null for the held W
+    Tensor source, data;    // kept alive: the source (its address is the key), the f32 buffer a plain `packed` points into
+    dnnl::memory packed;
+  };
+  mutable std::mutex mutex_;
+  Tensor held_;                    // the held W while nothing is packed
+  Shape held_shape_;               // empty when nothing is held
+  dnnl::memory::desc held_md_;  // how a kernel described the held W plain
+  std::vector<Entry> entries_;
+};
 
 std::unique_ptr<Kernel> make_reference_conv_kernel(const Geometry& g, const ConvParams& p,
                                                    std::optional<EltwiseSpec> act);
