@@ -1,7 +1,7 @@
 // dermal_bench_engine --model M --threads T --iters N [--warmup W]
 //
 // Measures the engine on one model in this (fresh) process and prints one JSON object:
-//   load      formats::load_model + planning the Grad-CAM-ready Executor for batch 1
+//   load      formats::load_onnx_model + planning the Grad-CAM-ready Executor for batch 1
 //   forward   median latency of one image's forward
 //   fwd+bwd   forward, then backward from the top-class logit to the GlobalAveragePool input
 //             (the last conv block's output: what Grad-CAM differentiates)
@@ -242,7 +242,7 @@ int run(const BenchOptions& o) {
   j["rss_stages"]["start"] = {current_rss_bytes(), peak_rss_bytes()};
   const double load_cpu = process_cpu_ms();
   auto load_start = Clock::now();
-  formats::LoadedModel m = formats::load_model(o.model);
+  formats::LoadedModel m = formats::load_onnx_model(o.model);
   j["rss_stages"]["loaded"] = {current_rss_bytes(), peak_rss_bytes()};
   const engine::Graph& g = *m.graph;
   engine::PlanOptions plan;

@@ -4,7 +4,6 @@
 #include <fstream>
 
 #include "formats/keras/keras_importer.h"
-#include "formats/onnx_importer.h"
 
 namespace dermal::formats {
 
@@ -25,18 +24,6 @@ std::string sniff_format(const std::string& path) {
 }
 
 }  // namespace
-
-void find_logits(const engine::Graph& g, LoadedModel& m) {
-  if (g.outputs.empty()) throw Error(ErrorKind::invalid_model, "the model has no outputs");
-  const std::string& out = g.outputs[0].name;
-  m.logits = out;
-  m.output_is_probability = false;
-  const engine::Node* last = g.producer(out);
-  if (last && last->type == "Softmax" && !last->inputs.empty()) {
-    m.logits = last->inputs[0];
-    m.output_is_probability = true;
-  }
-}
 
 LoadedModel load_model(const std::string& path) {
   auto start = std::chrono::steady_clock::now();
@@ -59,18 +46,7 @@ LoadedModel load_model(const std::string& path) {
     m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     return m;
   }
-  OnnxModelInfo info;
-  engine::Graph g = load_onnx(path, &info);
-  m.producer = info.producer;
-  m.opset = info.opset;
-  m.metadata = info.metadata;
-  m.removed_identities = engine::remove_identities(g);
-  m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
-  m.held_weights = engine::hold_weights_in_ops(g);
-  find_logits(g, m);
-  m.graph = std::make_shared<engine::Graph>(std::move(g));
-  m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  return m;
+  return load_onnx_model(path);
 }
 
 }  // namespace dermal::formats

@@ -32,6 +32,8 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const std::string& path);
+// The same for a file known to be ONNX (formats/onnx_model.cpp: no Keras, no HDF5).
+LoadedModel load_onnx_model(const std::string& path);
 // Sets m.logits / m.output_is_probability from the graph's first output (used by every importer).
 void find_logits(const engine::Graph& g, LoadedModel& m);
 

@@ -90,7 +90,7 @@ TEST(Lifecycle, BodyOverTheUploadLimitIs413) {
   c.max_upload_mb = 0.5;
   RunningServer s(c);
   std::string big(700 * 1024, 'x');
-  for (const std::string path : {std::string("/api/predict"), std::string("/api/explain"), "/v2/models/" + kBundledModelName + "/infer"}) {
+  for (const std::string& path : {std::string("/api/predict"), std::string("/api/explain"), "/v2/models/" + kBundledModelName + "/infer"}) {
     auto r = s.client().Post(path, big, "image/jpeg");
     ASSERT_TRUE(r) << path << ": " << httplib::to_string(r.error());
     EXPECT_EQ(r->status, 413) << path;
