@@ -195,10 +195,12 @@ void Server::Impl::log_request(const httplib::Request& req, const httplib::Respo
   }
   if (ctx.log.enabled(LogLevel::info)) {
     std::string path = req.path.substr(0, 128);
+    size_t bytes_in = req.body.size();  // a multipart upload's parts are parsed out of the body
+    for (const auto& [name, part] : req.files) bytes_in += part.content.size();
     ctx.log.write(LogLevel::info, "id=" + (scope.active ? scope.id : "-") + " method=" + Log::quote(req.method) +
                                       " route=" + Log::quote(scope.route) + " path=" + Log::quote(path) +
                                       " status=" + std::to_string(res.status) + " ms=" + fmt_ms(ms) + stages +
-                                      " bytes_in=" + std::to_string(req.body.size()) +
+                                      " bytes_in=" + std::to_string(bytes_in) +
                                       " bytes_out=" + std::to_string(res.body.size()));
   }
   scope = RequestScope{};
