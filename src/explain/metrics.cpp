@@ -97,10 +97,6 @@ EvalReport EvalAccumulator::report_of(const std::vector<size_t>& rows) const {
   return r;
 }
 
-}  // namespace dermal::explain
-
-namespace dermal::explain {
-
 namespace {
 
 Interval percentile_interval(std::vector<double> values) {
@@ -123,7 +119,13 @@ EvalIntervals EvalAccumulator::bootstrap(int resamples, uint64_t seed) const {
   EvalIntervals out;
   out.resamples = resamples;
   const size_t n = truth_.size(), k = labels_.size();
-  if (n == 0 || resamples <= 0) return out;
+  if (n == 0 || resamples <= 0) {  // every interval undefined, per class too
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    out.accuracy = out.balanced_accuracy = out.ece = {nan, nan};
+    out.recall.assign(k, {nan, nan});
+    out.auc.assign(k, {nan, nan});
+    return out;
+  }
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, n - 1);
   std::vector<double> acc, bal, ece;

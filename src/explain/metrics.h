@@ -28,7 +28,8 @@ struct EvalReport {
 
 // A 95% percentile-bootstrap interval for each figure of an EvalReport: the images are
 // resampled with replacement `resamples` times and every figure recomputed (Efron & Tibshirani,
-// "An Introduction to the Bootstrap", ch. 13). Per-class entries are NaN where undefined.
+// "An Introduction to the Bootstrap", ch. 13). Per-class entries are NaN where undefined, and
+// every entry is NaN with no images or no resamples.
 struct Interval {
   double low = 0, high = 0;
 };

@@ -77,8 +77,13 @@ TEST(Metrics, BootstrapIntervalOfAnAccuracyMatchesTheBinomial) {
   // One class present: balanced accuracy is its recall, the same figure.
   EXPECT_DOUBLE_EQ(ci.balanced_accuracy.low, ci.accuracy.low);
   EXPECT_TRUE(std::isnan(ci.recall[1].low));  // class y never occurs
-  // Deterministic for a seed, different for another.
+  // Deterministic for a seed.
   EXPECT_DOUBLE_EQ(acc.bootstrap(200, 5).accuracy.low, acc.bootstrap(200, 5).accuracy.low);
+  // No resamples: every interval, per class too, is there and undefined.
+  const auto none = acc.bootstrap(0);
+  ASSERT_EQ(none.recall.size(), 2u);
+  ASSERT_EQ(none.auc.size(), 2u);
+  EXPECT_TRUE(std::isnan(none.accuracy.low) && std::isnan(none.recall[0].high) && std::isnan(none.auc[1].low));
 }
 
 TEST(Metrics, BootstrapOfAPerfectClassifierIsAPoint) {

@@ -11,13 +11,13 @@ mkdir -p "$out"
 ham=(--images "$shared/data/ham10000/images" --labels "$shared/data/ham10000/metadata.csv" --split test)
 isic=(--images "$shared/data/isic2017/images" --labels tools/train/isic2017_split.csv --split test)
 baseline=(--model "$shared/models/mobilenet_v2_ham192.onnx" --card tests/data/cards/mobilenet_v2_ham192.json)
-eval() { build/dermal eval "$@" --json 2>/dev/null; }
-eval --model "$model" "${ham[@]}" > "$out/ham.json"
-eval --model "$model" "${ham[@]}" --temperature 1 > "$out/ham_t1.json"
-eval --model "$model" "${isic[@]}" > "$out/isic.json"
-eval --model "$model" "${isic[@]}" --temperature 1 > "$out/isic_t1.json"
-eval "${baseline[@]}" "${ham[@]}" > "$out/ham_baseline.json"
-eval "${baseline[@]}" "${isic[@]}" > "$out/isic_baseline.json"
+dermal_eval() { build/dermal eval "$@" --json 2>/dev/null; }
+dermal_eval --model "$model" "${ham[@]}" > "$out/ham.json"
+dermal_eval --model "$model" "${ham[@]}" --temperature 1 > "$out/ham_t1.json"
+dermal_eval --model "$model" "${isic[@]}" > "$out/isic.json"
+dermal_eval --model "$model" "${isic[@]}" --temperature 1 > "$out/isic_t1.json"
+dermal_eval "${baseline[@]}" "${ham[@]}" > "$out/ham_baseline.json"
+dermal_eval "${baseline[@]}" "${isic[@]}" > "$out/isic_baseline.json"
 /usr/bin/python3 tools/train/robustness.py --dermal build/dermal --shared "$shared" \
   --model "$model" --model "$shared/models/mobilenet_v2_ham192.onnx=tests/data/cards/mobilenet_v2_ham192.json" --json "$out/robustness.json" > "$out/robustness.md"
 /usr/bin/python3 tools/train/card_tables.py "$out"
