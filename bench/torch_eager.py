@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch eager on an ONNX model: the same measurements as dermal_bench_engine, one JSON object.
 
-    /usr/bin/python3 bench/torch_eager.py --model M --threads T --iters N [--warmup W]
+    /usr/bin/python3 bench/torch_eager.py --model M --threads T --iters N [--warmup W] [--load-only]
 
 The model runs through tools/reference/onnx_torch.py (one torch.nn.functional call per ONNX node)
 in float32. Measured in this fresh process:
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--load-only", action="store_true", help="stop after the load (bench/engine.py repeats it)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -74,6 +75,9 @@ def main():
     net = onnx_torch.Interpreter(model, dtype=torch.float32)
     load_ms = ms_since(start)
     load_cpu_ms = (time.process_time() - load_cpu) * 1e3
+    if a.load_only:
+        print(json.dumps({"model": a.model, "threads": a.threads, "load_ms": load_ms, "load_cpu_ms": load_cpu_ms}))
+        return
 
     cam = cam_tensor(model)
     logits = net.output_names[0]

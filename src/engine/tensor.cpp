@@ -1,5 +1,9 @@
 #include "engine/tensor.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,6 +27,29 @@ const char* dtype_name(DType t) {
     case DType::i64: return "int64";
   }
   return "?";
+}
+
+std::shared_ptr<void> allocate_buffer(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20, kPage = 4096;
+  auto out_of_memory = [&] {
+    return Error(ErrorKind::invalid_input, "out of memory allocating " + std::to_string(bytes) + " bytes");
+  };
+  if (bytes < kHugePage) {
+    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 1) + 63) / 64 * 64);
+    if (!p) throw out_of_memory();
+    return std::shared_ptr<void>(p, std::free);
+  }
+  // Map one huge page more than needed, then unmap the slack before and after the aligned start.
+  const size_t length = (bytes + kPage - 1) / kPage * kPage;
+  void* mapped = ::mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw out_of_memory();
+  const auto base = reinterpret_cast<uintptr_t>(mapped);
+  const uintptr_t start = (base + kHugePage - 1) / kHugePage * kHugePage;
+  if (start > base) ::munmap(mapped, start - base);
+  if (const size_t tail = base + length + kHugePage - (start + length)) ::munmap(reinterpret_cast<void*>(start + length), tail);
+  void* p = reinterpret_cast<void*>(start);
+  ::madvise(p, length, MADV_HUGEPAGE);  // advice only: without THP the buffer simply has small pages
+  return std::shared_ptr<void>(p, [length](void* q) { ::munmap(q, length); });
 }
 
 int64_t shape_numel(const Shape& s) {
@@ -58,11 +85,8 @@ Tensor Tensor::uninitialized(DType dtype, Shape shape, Layout layout) {
   t.layout_ = layout;
   t.shape_ = std::move(shape);
   // 64-byte alignment suits AVX-512 loads; at least one byte so data() is never null.
-  size_t bytes = (std::max<size_t>(t.bytes(), 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw Error(ErrorKind::invalid_input, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  t.owner_ = std::shared_ptr<void>(p, std::free);
-  t.data_ = p;
+  t.owner_ = allocate_buffer(t.bytes());
+  t.data_ = t.owner_.get();
   return t;
 }
 

@@ -21,6 +21,12 @@ enum class DType : uint8_t { f32, f64, i64 };
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 
+// An uninitialized buffer of `bytes` (at least one), 64-byte aligned, freed with its last owner.
+// From 2 MiB up it is mapped at a 2 MiB boundary and advised for transparent huge pages (Linux's
+// THP "madvise" mode, Debian's default; elsewhere the advice is ignored): filling the 45 MB of
+// ResNet-18's weights then takes 23 page faults instead of 11,000, most of what a load cost.
+std::shared_ptr<void> allocate_buffer(size_t bytes);
+
 using Shape = std::vector<int64_t>;
 int64_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);

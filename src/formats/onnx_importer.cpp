@@ -1,6 +1,5 @@
 #include "formats/onnx_importer.h"
 
-#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <onnx/onnx_pb.h>
 
 #include <fcntl.h>
@@ -12,6 +11,9 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <string_view>
+
+#include "formats/onnx_wire.h"
 
 namespace dermal::formats {
 
@@ -94,7 +96,7 @@ void widen(const char* src, int64_t n, int64_t* dst) {
   }
 }
 
-void fill_from_raw(const std::string& raw, int elem_type, Tensor& t, const std::string& what) {
+void fill_from_raw(std::string_view raw, int elem_type, Tensor& t, const std::string& what) {
   const int64_t n = t.numel();
   if (raw.size() != static_cast<size_t>(n) * raw_size(elem_type))
     throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(raw.size()) + " bytes, shape " +
@@ -186,28 +188,30 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
 
 namespace {
 
-// An initializer as a tensor that takes over the proto's raw_data buffer when its bytes are
-// already the tensor's (f32, f64, i64 and u64 are stored as is): no second copy of the weights
-// exists at any time during the load. Anything else is converted by tensor_from_proto.
-Tensor adopt_tensor(onnx::TensorProto& proto, const std::string& base_dir) {
-  const int elem = proto.data_type();
-  const bool same_bytes = elem == onnx::TensorProto::FLOAT || elem == onnx::TensorProto::DOUBLE ||
-                          elem == onnx::TensorProto::INT64 || elem == onnx::TensorProto::UINT64;
-  if (!same_bytes || proto.data_location() == onnx::TensorProto::EXTERNAL || !proto.has_raw_data())
-    return tensor_from_proto(proto, base_dir);
+// An initializer whose raw_data the reader put in a buffer of its own (formats/onnx_wire.h): the
+// tensor takes that buffer over when its bytes are already the tensor's (f32, f64, i64 and u64 are
+// stored as is), so the weights are never copied; anything else is converted from it.
+Tensor initializer_tensor(const onnx::TensorProto& proto, const RawData& raw, const std::string& base_dir) {
+  if (!raw.present || proto.data_location() == onnx::TensorProto::EXTERNAL) return tensor_from_proto(proto, base_dir);
   const std::string what = "tensor '" + proto.name() + "'";
   Shape shape(proto.dims().begin(), proto.dims().end());
   for (int64_t d : shape)
     if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  const int elem = proto.data_type();
   const DType dtype = dtype_for(elem, what);
+  const std::string_view bytes(raw.data, raw.size);
+  const bool same_bytes = elem == onnx::TensorProto::FLOAT || elem == onnx::TensorProto::DOUBLE ||
+                          elem == onnx::TensorProto::INT64 || elem == onnx::TensorProto::UINT64;
+  if (!same_bytes || engine::shape_numel(shape) == 0) {
+    Tensor t = Tensor::uninitialized(dtype, shape);
+    fill_from_raw(bytes, elem, t, what);
+    return t;
+  }
   const size_t need = static_cast<size_t>(engine::shape_numel(shape)) * engine::dtype_size(dtype);
-  if (proto.raw_data().size() != need)
-    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(proto.raw_data().size()) + " bytes, shape " +
+  if (raw.size != need)
+    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(raw.size) + " bytes, shape " +
                                               engine::shape_str(shape) + " needs " + std::to_string(need));
-  std::shared_ptr<std::string> bytes(proto.release_raw_data());
-  if (bytes->empty()) return Tensor::uninitialized(dtype, shape);  // data() of an empty string may be shared
-  void* data = bytes->data();
-  return Tensor::adopt(dtype, std::move(shape), data, std::move(bytes));
+  return Tensor::adopt(dtype, std::move(shape), const_cast<char*>(raw.data), raw.owner);
 }
 
 }  // namespace
@@ -255,15 +259,13 @@ engine::ValueInfo value_info(const onnx::ValueInfoProto& v) {
 
 }  // namespace
 
-Graph load_onnx_bytes(const std::string& bytes, const std::string& base_dir, OnnxModelInfo* info) {
-  return load_onnx_array(bytes.data(), bytes.size(), base_dir, info);
-}
-
 namespace {
 
-// Builds the graph from a parsed model, taking the initializers' bytes out of it (adopt_tensor):
-// the caller frees what is left of the proto right after.
-Graph graph_from_model(onnx::ModelProto& model, const std::string& base_dir, OnnxModelInfo* info) {
+// Builds the graph from a split model (formats/onnx_wire.h): the structure parsed by protobuf, the
+// initializers' raw bytes taken over from their own buffers.
+Graph graph_from_split(const SplitModel& split, const std::string& base_dir, OnnxModelInfo* info) {
+  onnx::ModelProto model;
+  if (!model.ParseFromString(split.structure)) throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
   if (!model.has_graph() || model.graph().node_size() == 0)
     throw Error(ErrorKind::invalid_model, "not an ONNX model (it has no graph)");
   int opset = 0;
@@ -280,10 +282,14 @@ Graph graph_from_model(onnx::ModelProto& model, const std::string& base_dir, Onn
     info->producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
     for (const auto& kv : model.metadata_props()) info->metadata[kv.key()] = kv.value();
   }
-  onnx::GraphProto& gp = *model.mutable_graph();
+  const onnx::GraphProto& gp = model.graph();
   Graph g;
   g.name = gp.name();
-  for (auto& init : *gp.mutable_initializer()) g.constants[init.name()] = adopt_tensor(init, base_dir);
+  // The structure's initializers are the ones split.raw lists, in the same order.
+  if (static_cast<size_t>(gp.initializer_size()) != split.raw.size())
+    throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+  for (int i = 0; i < gp.initializer_size(); ++i)
+    g.constants[gp.initializer(i).name()] = initializer_tensor(gp.initializer(i), split.raw[static_cast<size_t>(i)], base_dir);
   if (gp.sparse_initializer_size() > 0) throw Error(ErrorKind::unsupported, "sparse initializers are not supported");
   for (const auto& in : gp.input())
     if (!g.constants.count(in.name())) g.inputs.push_back(value_info(in));
@@ -306,33 +312,27 @@ Graph graph_from_model(onnx::ModelProto& model, const std::string& base_dir, Onn
 }  // namespace
 
 Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir, OnnxModelInfo* info) {
-  onnx::ModelProto model;
-  if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max()) ||
-      !model.ParseFromArray(data, static_cast<int>(size)))
-    throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
-  return graph_from_model(model, base_dir, info);
+  if (size == 0) throw Error(ErrorKind::invalid_model, "not an ONNX model (the file is empty)");
+  return graph_from_split(split_onnx_bytes(data, size), base_dir, info);
 }
 
 Graph load_onnx(const std::string& path, OnnxModelInfo* info) {
-  // Parse from the file in blocks (read(2), not mmap): mapped pages would count in the resident
-  // set next to the parsed weights; read blocks are reused, and the parsed bytes become the
-  // tensors themselves (adopt_tensor).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(ErrorKind::invalid_model, "cannot open '" + path + "'");
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
-      st.st_size > std::numeric_limits<int>::max()) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
     ::close(fd);
-    throw Error(ErrorKind::invalid_model, "'" + path + "' is not a regular, non-empty file of at most 2 GB");
+    throw Error(ErrorKind::invalid_model, "'" + path + "' is not a regular, non-empty file");
   }
-  onnx::ModelProto model;
-  {
-    google::protobuf::io::FileInputStream stream(fd, 1 << 20);
-    stream.SetCloseOnDelete(true);
-    if (!model.ParseFromZeroCopyStream(&stream))
-      throw Error(ErrorKind::invalid_model, "not an ONNX model (the protobuf does not parse)");
+  SplitModel split;
+  try {
+    split = split_onnx_file(fd, static_cast<uint64_t>(st.st_size));
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
-  return graph_from_model(model, std::filesystem::path(path).parent_path().string(), info);
+  ::close(fd);
+  return graph_from_split(split, std::filesystem::path(path).parent_path().string(), info);
 }
 
 }  // namespace dermal::formats

@@ -24,7 +24,6 @@ struct OnnxModelInfo {
 
 // base_dir: where external-data files are looked up (the model file's folder).
 engine::Graph load_onnx(const std::string& path, OnnxModelInfo* info = nullptr);
-engine::Graph load_onnx_bytes(const std::string& bytes, const std::string& base_dir, OnnxModelInfo* info = nullptr);
 engine::Graph load_onnx_array(const char* data, size_t size, const std::string& base_dir, OnnxModelInfo* info = nullptr);
 
 // A TensorProto (raw_data, typed fields or external data) as an engine tensor. Float types
