@@ -1,4 +1,5 @@
 #include "engine/op_check.h"
+#include "error_check.h"
 
 #include <gtest/gtest.h>
 
@@ -132,13 +133,8 @@ std::string compare(const Tensor& actual, const Tensor& expected, double atol, d
 }
 
 void expect_op_error(const OpCase& c, ErrorKind kind, const std::vector<std::string>& fragments) {
-  try {
-    run_op(c, DType::f32);
-    ADD_FAILURE() << c.describe() << ": expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
-  }
+  SCOPED_TRACE(c.describe());
+  expect_error([&] { run_op(c, DType::f32); }, {kind}, fragments);
 }
 
 Layout kernel_output_layout(const std::string& type, const Attributes& attrs, const std::vector<Shape>& shapes,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/op_check.h"
+#include "error_check.h"
 
 namespace dermal::test {
 namespace {
@@ -213,14 +214,8 @@ TEST(MaxPool, BackwardAfterForwardOnOtherData) {
 void expect_load_error(OpCase c, ErrorKind kind, const std::string& text) {
   std::mt19937 rng(1);
   c.input(random_tensor({1, 3, 6, 6}, rng));
-  try {
-    run_op(c, DType::f32);
-    ADD_FAILURE() << c.describe() << ": expected an error about " << text;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(c.type), std::string::npos) << e.what();
-  }
+  SCOPED_TRACE(c.describe());
+  expect_error([&] { run_op(c, DType::f32); }, {kind}, {text, c.type});
 }
 
 TEST(Pooling, UnsupportedFormsFailAtLoad) {

@@ -14,6 +14,7 @@
 #include "engine/error.h"
 #include "formats/onnx_importer.h"
 #include "formats/onnx_wire.h"
+#include "error_check.h"
 
 namespace dermal::test {
 namespace {
@@ -226,13 +227,7 @@ TEST(OnnxWire, EmptyAndNonProtobufFilesAreRefused) {
   {
     std::ofstream(file, std::ios::trunc);
   }
-  try {
-    formats::load_onnx(file.string());
-    ADD_FAILURE() << "an empty file loaded";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_model);
-    EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos) << e.what();
-  }
+  expect_error([&] { formats::load_onnx(file.string()); }, {ErrorKind::invalid_model}, {"empty"});
   fs::remove(file);
 }
 

@@ -13,6 +13,7 @@
 #include "engine/error.h"
 #include "serve/config.h"
 #include "serve/inference_queue.h"
+#include "error_check.h"
 
 namespace dermal::test {
 namespace {
@@ -44,13 +45,7 @@ ConfigSources sources(const std::map<std::string, std::string>& env, const std::
 }
 
 std::string error_of(const ConfigSources& s) {
-  try {
-    load_config(s);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
-    return e.what();
-  }
-  return "";
+  return expect_error([&] { load_config(s); }, {ErrorKind::invalid_input});
 }
 
 TEST(ServeConfig, Defaults) {
@@ -129,12 +124,7 @@ TEST(ServeConfig, EnvFileSyntax) {
   EXPECT_EQ(vars["LOG_LEVEL"], "warn");
   EXPECT_EQ(vars["EMPTY"], "");
   EXPECT_EQ(vars["URL"], "http://x/#frag");
-  try {
-    serve::parse_env_file("PORT=1\nthis line is wrong\n", "x.env");
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("x.env line 2"), std::string::npos) << e.what();
-  }
+  expect_error([] { serve::parse_env_file("PORT=1\nthis line is wrong\n", "x.env"); }, {}, {"x.env line 2"});
   EXPECT_THROW(serve::parse_env_file("=3\n", "x.env"), Error);
   EXPECT_THROW(serve::parse_env_file("9PORT=3\n", "x.env"), Error);
 }

@@ -12,6 +12,7 @@
 #include "engine/error.h"
 #include "vision/decode.h"
 #include "vision/image_files.h"
+#include "error_check.h"
 
 namespace dermal::test {
 namespace {
@@ -19,18 +20,6 @@ namespace {
 using vision::decode_image;
 using vision::DecodeLimits;
 using vision::Image;
-
-// Runs `fn`, which must throw dermal::Error of `kind` with `fragment` in its message.
-template <class Fn>
-void expect_refused(Fn fn, ErrorKind kind, const std::string& fragment) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 uint64_t fnv1a64(const std::vector<uint8_t>& bytes) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -69,24 +58,24 @@ TEST(Decode, DetectsFormatFromBytesOnly) {
 }
 
 TEST(BadInput, EmptyFile) {
-  expect_refused([] { decode_image(nullptr, 0); }, ErrorKind::invalid_input, "empty");
+  expect_error([] { decode_image(nullptr, 0); }, {ErrorKind::invalid_input}, {"empty"});
   Bytes none;
-  expect_refused([&] { decode_image(none); }, ErrorKind::invalid_input, "0 bytes");
+  expect_error([&] { decode_image(none); }, {ErrorKind::invalid_input}, {"0 bytes"});
 }
 
 TEST(BadInput, TextFile) {
   std::string text = "image_id,dx,age\nISIC_0024306,nv,45\n";
   Bytes bytes(text.begin(), text.end());
-  expect_refused([&] { decode_image(bytes); }, ErrorKind::invalid_input, "look like text");
+  expect_error([&] { decode_image(bytes); }, {ErrorKind::invalid_input}, {"look like text"});
 }
 
 TEST(BadInput, UnknownBinaryAndOtherFormatsAreNamed) {
   Bytes junk = {0x00, 0x01, 0x02, 0xfe, 0xff, 0x10};
-  expect_refused([&] { decode_image(junk); }, ErrorKind::invalid_input, "first bytes: 00 01 02 fe ff 10");
+  expect_error([&] { decode_image(junk); }, {ErrorKind::invalid_input}, {"first bytes: 00 01 02 fe ff 10"});
   Bytes gif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0};
-  expect_refused([&] { decode_image(gif); }, ErrorKind::invalid_input, "GIF images are not supported");
+  expect_error([&] { decode_image(gif); }, {ErrorKind::invalid_input}, {"GIF images are not supported"});
   Bytes magic_only = {0xFF, 0xD8, 0xFF};
-  expect_refused([&] { decode_image(magic_only); }, ErrorKind::invalid_input, "invalid JPEG");
+  expect_error([&] { decode_image(magic_only); }, {ErrorKind::invalid_input}, {"invalid JPEG"});
 }
 
 TEST(BadInput, TruncatedJpeg) {
@@ -94,10 +83,10 @@ TEST(BadInput, TruncatedJpeg) {
   // Cut inside the entropy-coded data, inside the headers, and just before the end.
   for (size_t cut : {full.size() / 2, full.size() * 9 / 10, size_t{600}, size_t{20}, full.size() - 50}) {
     Bytes part(full.begin(), full.begin() + cut);
-    expect_refused([&] { decode_image(part); }, ErrorKind::invalid_input, "invalid JPEG image");
+    expect_error([&] { decode_image(part); }, {ErrorKind::invalid_input}, {"invalid JPEG image"});
   }
   Bytes half(full.begin(), full.begin() + full.size() / 2);
-  expect_refused([&] { decode_image(half); }, ErrorKind::invalid_input, "truncated");
+  expect_error([&] { decode_image(half); }, {ErrorKind::invalid_input}, {"truncated"});
 }
 
 TEST(BadInput, TruncatedPngAndWebp) {
@@ -107,7 +96,7 @@ TEST(BadInput, TruncatedPngAndWebp) {
   Bytes png = png_file(32, 32, 8, 2, samples);
   for (size_t cut : {png.size() / 2, size_t{40}, size_t{12}}) {
     Bytes part(png.begin(), png.begin() + cut);
-    expect_refused([&] { decode_image(part); }, ErrorKind::invalid_input, "invalid PNG image");
+    expect_error([&] { decode_image(part); }, {ErrorKind::invalid_input}, {"invalid PNG image"});
   }
 }
 
@@ -117,11 +106,11 @@ TEST(BadInput, PngHeaderLiesAboutItsSize) {
   ASSERT_EQ(decode_image(honest).height, 8);
   // Same pixel data, but IHDR claims 100 times more rows than the data holds.
   Bytes lying = png_with_declared_size(honest, 8, 800);
-  expect_refused([&] { decode_image(lying); }, ErrorKind::invalid_input, "invalid PNG image");
+  expect_error([&] { decode_image(lying); }, {ErrorKind::invalid_input}, {"invalid PNG image"});
   // A header whose CRC does not match (edited without fixing it) is refused too.
   Bytes tampered = honest;
   tampered[19] = 200;  // height's low byte
-  expect_refused([&] { decode_image(tampered); }, ErrorKind::invalid_input, "invalid PNG image");
+  expect_error([&] { decode_image(tampered); }, {ErrorKind::invalid_input}, {"invalid PNG image"});
 }
 
 TEST(BadInput, PngDecompressionBombIsRefusedBeforeAllocating) {
@@ -129,7 +118,7 @@ TEST(BadInput, PngDecompressionBombIsRefusedBeforeAllocating) {
   Bytes bomb = png_with_declared_size(png_file(4, 4, 8, 2, Bytes(48, 0)), 30000, 30000);
   EXPECT_LT(bomb.size(), 200u);
   auto start = std::chrono::steady_clock::now();
-  expect_refused([&] { decode_image(bomb); }, ErrorKind::too_large, "30000x30000");
+  expect_error([&] { decode_image(bomb); }, {ErrorKind::too_large}, {"30000x30000"});
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(ms, 50.0) << "the refusal must come from the header, before any decoding";
 }
@@ -145,7 +134,7 @@ TEST(BadInput, PngTextBombIsBounded) {
   ztxt.insert(ztxt.end(), z.begin(), z.end());
   Bytes png = png_file(2, 2, 8, 2, Bytes(12, 50), {png_chunk("zTXt", ztxt)});
   EXPECT_LT(png.size(), 200'000u);
-  expect_refused([&] { decode_image(png); }, ErrorKind::too_large, "limits");
+  expect_error([&] { decode_image(png); }, {ErrorKind::too_large}, {"limits"});
   // The same chunk with a small text is read and ignored.
   Bytes small_text = {'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 0};
   Bytes hello(1000, 'a');
@@ -163,7 +152,7 @@ TEST(BadInput, WebpDeclaring16383x16383In50Bytes) {
   for (int i = 0; i < 4; ++i) webp.push_back(static_cast<uint8_t>(bits >> (8 * i)));
   webp.resize(50, 0);
   auto start = std::chrono::steady_clock::now();
-  expect_refused([&] { decode_image(webp); }, ErrorKind::too_large, "16383x16383");
+  expect_error([&] { decode_image(webp); }, {ErrorKind::too_large}, {"16383x16383"});
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(ms, 50.0);
 }
@@ -174,15 +163,15 @@ TEST(BadInput, FileAndPixelLimits) {
   limits.max_pixels = 100;
   EXPECT_EQ(decode_image(png, limits).width, 10);
   limits.max_pixels = 99;
-  expect_refused([&] { decode_image(png, limits); }, ErrorKind::too_large, "over the limit of 99 pixels");
+  expect_error([&] { decode_image(png, limits); }, {ErrorKind::too_large}, {"over the limit of 99 pixels"});
   limits = {};
   limits.max_bytes = png.size() - 1;
-  expect_refused([&] { decode_image(png, limits); }, ErrorKind::too_large, "bytes is over the limit");
+  expect_error([&] { decode_image(png, limits); }, {ErrorKind::too_large}, {"bytes is over the limit"});
   // JPEG's dimensions are checked after its header, before decoding.
   Bytes jpeg = read_bytes(ham_image("ISIC_0024306"));
   limits = {};
   limits.max_pixels = 200 * 150 - 1;
-  expect_refused([&] { decode_image(jpeg, limits); }, ErrorKind::too_large, "200x150");
+  expect_error([&] { decode_image(jpeg, limits); }, {ErrorKind::too_large}, {"200x150"});
 }
 
 TEST(Decode, CmykJpegBecomesRgb) {
@@ -272,7 +261,7 @@ TEST(Decode, ProgressiveJpegScanLimit) {
   EXPECT_LE(max_diff(ok.pixel(5, 5), kQuadrantColors[0]), 8);
   DecodeLimits limits;
   limits.max_jpeg_scans = 9;
-  expect_refused([&] { decode_image(jpeg, limits); }, ErrorKind::too_large, "more than 9 progressive scans");
+  expect_error([&] { decode_image(jpeg, limits); }, {ErrorKind::too_large}, {"more than 9 progressive scans"});
   limits.max_jpeg_scans = 10;
   EXPECT_EQ(decode_image(jpeg, limits).width, 48);
 }
@@ -296,7 +285,7 @@ TEST(BadInput, TinyJpegWithThousandsOfScans) {
   spec.progressive = true;
   Bytes many = with_repeated_last_scan(jpeg_file(spec), 5000);
   EXPECT_LT(many.size(), 200'000u);
-  expect_refused([&] { decode_image(many); }, ErrorKind::too_large, "more than 200 progressive scans");
+  expect_error([&] { decode_image(many); }, {ErrorKind::too_large}, {"more than 200 progressive scans"});
 }
 
 TEST(Decode, ExifRotatedJpeg) {
