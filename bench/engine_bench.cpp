@@ -9,9 +9,10 @@
 //             reordered beforehand, nothing fused), run back to back: median of the sum
 //   memory    peak RSS (before the floor primitives exist, and after), the weight bytes, and
 //             current/peak RSS after each stage (start, loaded, planned, ran)
-// fresh_memory_ms: allocating and writing as many fresh bytes as the weights take, the part of the
-// load the machine decides. --load-only stops after the load (load_ms, load_cpu_ms, load_model_ms, plan_ms): bench/engine.py
-// repeats that in fresh processes, since one process measures the load only once.
+// --load-only stops after the load (load_ms, load_cpu_ms, load_model_ms, plan_ms) and adds
+// fresh_memory_ms: allocating and writing as many fresh bytes as the weights take, the part of
+// the load the machine decides. bench/engine.py repeats it in fresh processes, since one process
+// measures the load only once.
 // bench/engine.py runs this beside bench/torch_eager.py and prints the comparison table.
 #include <sys/resource.h>
 #include <unistd.h>

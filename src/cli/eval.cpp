@@ -164,16 +164,19 @@ int run_eval(const EvalOptions& o) {
     return with_ci && !std::isnan(i.low) ? "  [" + pct(i.low) + ", " + pct(i.high) + "]" : std::string();
   };
   auto fixed3 = [](double v) { return std::isnan(v) ? std::string("  -  ") : std::to_string(v).substr(0, 5); };
+  auto fixed3_ci = [&](const explain::Interval& i) {
+    return with_ci ? "[" + fixed3(i.low) + ", " + fixed3(i.high) + "]" : std::string();
+  };
   std::printf("temperature         %.4g%s\n", clf->card().temperature, with_ci ? "   (95% bootstrap intervals in brackets)" : "");
   std::printf("accuracy            %s%s\nbalanced accuracy   %s%s\nECE (15 bins)       %.3f%s\n\n", pct(r.accuracy).c_str(),
               pct_ci(ci.accuracy).c_str(), pct(r.balanced_accuracy).c_str(), pct_ci(ci.balanced_accuracy).c_str(), r.ece,
-              with_ci ? ("  [" + fixed3(ci.ece.low) + ", " + fixed3(ci.ece.high) + "]").c_str() : "");
+              with_ci ? ("  " + fixed3_ci(ci.ece)).c_str() : "");
   std::printf("%-8s %7s %8s %18s %9s %7s %14s\n", "class", "images", "recall", with_ci ? "recall 95%" : "", "precision",
               "AUC", with_ci ? "AUC 95%" : "");
   for (size_t c = 0; c < r.labels.size(); ++c)
     std::printf("%-8s %7d %8s %18s %9s %7s %14s\n", r.labels[c].c_str(), r.support[c], pct(r.recall[c]).c_str(),
                 pct_ci(ci.recall[c]).c_str(), pct(r.precision[c]).c_str(), fixed3(r.auc[c]).c_str(),
-                with_ci && !std::isnan(ci.auc[c].low) ? ("[" + fixed3(ci.auc[c].low) + ", " + fixed3(ci.auc[c].high) + "]").c_str() : "");
+                std::isnan(ci.auc[c].low) ? "" : fixed3_ci(ci.auc[c]).c_str());
   std::printf("\nconfusion (rows: true, columns: predicted)\n%-8s", "");
   for (const auto& l : r.labels) std::printf(" %6s", l.c_str());
   std::printf("\n");

@@ -96,12 +96,17 @@ void widen(const char* src, int64_t n, int64_t* dst) {
   }
 }
 
+// Raw bytes must be exactly the shape's elements, each as stored (raw_size).
+void check_raw_size(size_t bytes, int elem_type, const Shape& shape, const std::string& what) {
+  const size_t need = static_cast<size_t>(engine::shape_numel(shape)) * raw_size(elem_type);
+  if (bytes != need)
+    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(bytes) + " bytes, shape " +
+                                              engine::shape_str(shape) + " needs " + std::to_string(need));
+}
+
 void fill_from_raw(std::string_view raw, int elem_type, Tensor& t, const std::string& what) {
   const int64_t n = t.numel();
-  if (raw.size() != static_cast<size_t>(n) * raw_size(elem_type))
-    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(raw.size()) + " bytes, shape " +
-                                              engine::shape_str(t.shape()) + " needs " +
-                                              std::to_string(n * raw_size(elem_type)));
+  check_raw_size(raw.size(), elem_type, t.shape(), what);
   const char* p = raw.data();
   switch (elem_type) {
     case onnx::TensorProto::FLOAT:
@@ -146,13 +151,18 @@ std::string external_bytes(const onnx::TensorProto& proto, const std::string& ba
   return bytes;
 }
 
+Shape dims_of(const onnx::TensorProto& proto, const std::string& what) {
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  for (int64_t d : shape)
+    if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  return shape;
+}
+
 }  // namespace
 
 Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base_dir) {
   const std::string what = "tensor '" + proto.name() + "'";
-  Shape shape(proto.dims().begin(), proto.dims().end());
-  for (int64_t d : shape)
-    if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  const Shape shape = dims_of(proto, what);
   const int elem = proto.data_type();
   Tensor t = Tensor::uninitialized(dtype_for(elem, what), shape);  // every element is written below
   const int64_t n = t.numel();
@@ -194,24 +204,16 @@ namespace {
 Tensor initializer_tensor(const onnx::TensorProto& proto, const RawData& raw, const std::string& base_dir) {
   if (!raw.present || proto.data_location() == onnx::TensorProto::EXTERNAL) return tensor_from_proto(proto, base_dir);
   const std::string what = "tensor '" + proto.name() + "'";
-  Shape shape(proto.dims().begin(), proto.dims().end());
-  for (int64_t d : shape)
-    if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+  Shape shape = dims_of(proto, what);
   const int elem = proto.data_type();
   const DType dtype = dtype_for(elem, what);
-  const std::string_view bytes(raw.data, raw.size);
   const bool same_bytes = elem == onnx::TensorProto::FLOAT || elem == onnx::TensorProto::DOUBLE ||
                           elem == onnx::TensorProto::INT64 || elem == onnx::TensorProto::UINT64;
-  if (!same_bytes || engine::shape_numel(shape) == 0) {
-    Tensor t = Tensor::uninitialized(dtype, shape);
-    fill_from_raw(bytes, elem, t, what);
-    return t;
-  }
-  const size_t need = static_cast<size_t>(engine::shape_numel(shape)) * engine::dtype_size(dtype);
-  if (raw.size != need)
-    throw Error(ErrorKind::invalid_model, what + ": holds " + std::to_string(raw.size) + " bytes, shape " +
-                                              engine::shape_str(shape) + " needs " + std::to_string(need));
-  return Tensor::adopt(dtype, std::move(shape), const_cast<char*>(raw.data), raw.owner);
+  check_raw_size(raw.size, elem, shape, what);  // before any allocation the dims ask for
+  if (same_bytes && raw.size > 0) return Tensor::adopt(dtype, std::move(shape), const_cast<char*>(raw.data), raw.owner);
+  Tensor t = Tensor::uninitialized(dtype, std::move(shape));
+  fill_from_raw(std::string_view(raw.data, raw.size), elem, t, what);
+  return t;
 }
 
 }  // namespace

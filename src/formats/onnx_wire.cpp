@@ -126,50 +126,53 @@ void copy_value(WireReader& r, uint64_t tag, uint64_t end, std::string& out) {
   }
 }
 
-// Copies the message that ends at `end` field by field, but a sub-message in `field` is replaced
-// by what rewrite(end of that sub-message) returns, with its new length.
-template <class Rewrite>
-std::string rewrite_field(WireReader& r, uint64_t end, uint64_t field, Rewrite rewrite) {
+// Copies the message that ends at `end` field by field; take(tag, out) may consume a field
+// itself (writing what it likes to out) by returning true.
+template <class Take>
+std::string copy_fields(WireReader& r, uint64_t end, Take take) {
   std::string out;
   while (r.pos() < end) {
     const uint64_t tag = r.varint();
     if (tag >> 3 == 0) throw malformed();
+    if (take(tag, out)) continue;
     put_varint(out, tag);
-    if (tag == (field << 3 | kLengthDelimited)) {
-      const uint64_t n = r.length(end);
-      const std::string sub = rewrite(r.pos() + n);
-      put_varint(out, sub.size());
-      out += sub;
-    } else {
-      copy_value(r, tag, end, out);
-    }
+    copy_value(r, tag, end, out);
   }
   if (r.pos() != end) throw malformed();
   return out;
+}
+
+constexpr uint64_t length_delimited_tag(uint64_t field) { return field << 3 | kLengthDelimited; }
+
+// A sub-message in `field` is replaced by what rewrite(end of that sub-message) returns, with its
+// new length; every other field is copied as it is.
+template <class Rewrite>
+std::string rewrite_field(WireReader& r, uint64_t end, uint64_t field, Rewrite rewrite) {
+  return copy_fields(r, end, [&](uint64_t tag, std::string& out) {
+    if (tag != length_delimited_tag(field)) return false;
+    const uint64_t n = r.length(end);
+    const std::string sub = rewrite(r.pos() + n);
+    put_varint(out, tag);
+    put_varint(out, sub.size());
+    out += sub;
+    return true;
+  });
 }
 
 SplitModel split(WireReader& r, uint64_t size) {
   SplitModel result;
   // An initializer (TensorProto): copied without its raw_data, which goes to a buffer of its own.
   auto initializer = [&](uint64_t end) {
-    constexpr uint64_t raw_data_tag = uint64_t{onnx::TensorProto::kRawDataFieldNumber} << 3 | kLengthDelimited;
     RawData raw;
-    std::string out;
-    while (r.pos() < end) {
-      const uint64_t tag = r.varint();
-      if (tag >> 3 == 0) throw malformed();
-      if (tag == raw_data_tag) {
-        raw.present = true;
-        raw.size = r.length(end);
-        raw.owner = engine::allocate_buffer(raw.size);
-        raw.data = static_cast<const char*>(raw.owner.get());
-        r.read_into(raw.owner.get(), raw.size);
-      } else {
-        put_varint(out, tag);
-        copy_value(r, tag, end, out);
-      }
-    }
-    if (r.pos() != end) throw malformed();
+    std::string out = copy_fields(r, end, [&](uint64_t tag, std::string&) {
+      if (tag != length_delimited_tag(onnx::TensorProto::kRawDataFieldNumber)) return false;
+      raw.present = true;
+      raw.size = r.length(end);
+      raw.owner = engine::allocate_buffer(raw.size);
+      raw.data = static_cast<const char*>(raw.owner.get());
+      r.read_into(raw.owner.get(), raw.size);
+      return true;
+    });
     result.raw.push_back(std::move(raw));
     return out;
   };

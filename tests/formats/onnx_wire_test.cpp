@@ -89,6 +89,14 @@ std::string floats_bytes(const std::vector<float>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
+void add_node(onnx::GraphProto& graph, const std::string& op, const std::vector<std::string>& inputs,
+              const std::string& output) {
+  auto* node = graph.add_node();
+  node->set_op_type(op);
+  for (const auto& in : inputs) node->add_input(in);
+  node->add_output(output);
+}
+
 // Y = X + W + V, W and V initializers written in orders protobuf accepts and exporters rarely
 // emit: raw_data before the dims, raw_data twice (the last one wins), the graph in two pieces
 // (protobuf merges them), and an int32 tensor whose raw bytes need widening.
@@ -98,11 +106,7 @@ std::string unusual_model() {
   model.add_opset_import()->set_version(13);
   onnx::GraphProto first_piece;
   first_piece.set_name("unusual");
-  auto* add = first_piece.add_node();
-  add->set_op_type("Add");
-  add->add_input("X");
-  add->add_input("W");
-  add->add_output("XW");
+  add_node(first_piece, "Add", {"X", "W"}, "XW");
   auto* x = first_piece.add_input();
   x->set_name("X");
   x->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
@@ -119,11 +123,7 @@ std::string unusual_model() {
   const std::string w = w_raw_first.SerializeAsString() + w_rest.SerializeAsString() + w_last_raw.SerializeAsString();
 
   onnx::GraphProto second_piece;
-  auto* add2 = second_piece.add_node();
-  add2->set_op_type("Add");
-  add2->add_input("XW");
-  add2->add_input("V");
-  add2->add_output("Y");
+  add_node(second_piece, "Add", {"XW", "V"}, "Y");
   auto* y = second_piece.add_output();
   y->set_name("Y");
   y->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);

@@ -1,11 +1,11 @@
 // Conv: 2-D convolution, and 1-D as 2-D with H = 1 (3-D is not supported). Any group count
 // (depthwise included), strides, dilations, explicit (asymmetric) or automatic pads, an optional
 // bias, and an optional fused activation (KernelConfig::post_eltwise). W and B may be constants
-// (the usual case: f32 packs them once per op, shared by all its kernels), W may be held by the op
-// itself (Graph::hold_weights_in_ops: then the packed copy is the only one), or they are tensors
-// computed at run time (graph inputs: read and reordered on every call). f32 runs on oneDNN; f64 runs plain
-// loops, the reference for gradient checks (conv_kernels.cpp). Backward is the VJP with respect
-// to X only.
+// (the usual case: f32 packs them once per op, shared by all its kernels), W may be held by the
+// op itself (Graph::hold_weights_in_ops: then the packed copy is the only one), or they are
+// tensors computed at run time (graph inputs: read and reordered on every call). f32 runs on
+// oneDNN; f64 runs plain loops, the reference for gradient checks (conv_kernels.cpp). Backward is
+// the VJP with respect to X only.
 #include "engine/ops/conv.h"
 
 #include <algorithm>
