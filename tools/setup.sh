@@ -6,8 +6,9 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config
-  # engine and ONNX importer
-  libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler
+  # engine and ONNX importer (libdnnl-dev's CMake config asks for OpenCL, which Debian's
+  # package only recommends: ocl-icd-opencl-dev, or find_package(dnnl) fails)
+  libdnnl-dev ocl-icd-opencl-dev libonnx-dev libprotobuf-dev protobuf-compiler
   # images (vision/)
   libjpeg62-turbo-dev libspng-dev libwebp-dev zlib1g-dev
   # Keras importer (formats/keras/): HDF5, zip, JSON
