@@ -21,6 +21,8 @@ PACKAGES=(
   libgtest-dev libonnx-testdata python3 python3-torch python3-onnx python3-numpy python3-pil
   # the Keras reference (tools/keras_reference): h5py writes Keras files, TensorFlow.js runs them
   python3-h5py
+  # the lesion check's tests: the sample photos Debian ships with scikit-image (a cat, a coffee cup, ...)
+  python3-skimage
   # the browser test (tests/browser): Debian's Chromium, driven by playwright-core from npm
   chromium
 )

@@ -14,5 +14,6 @@ Command add_predict(CLI::App& app);
 Command add_explain(CLI::App& app);
 Command add_eval(CLI::App& app);
 Command add_serve(CLI::App& app);
+Command add_fit_check(CLI::App& app);
 
 }  // namespace dermal::cli

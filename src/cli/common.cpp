@@ -27,6 +27,12 @@ void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
       ->check(CLI::IsMember({"caffe", "tf", "torch", "raw"}));
   app.add_option("--temperature", o.temperature, "Softmax temperature (overrides the card's; 1: uncalibrated)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--lesion-check", o.lesion_check,
+                 "Is it a skin-lesion image? on: withhold the diagnosis when not (default), warn: show it anyway, off")
+      ->check(CLI::IsMember({"on", "warn", "off"}));
+  app.add_option("--check", o.check_file, "Lesion-check statistics (default: the model's sidecar .check.json)");
+  app.add_option("--check-threshold", o.check_threshold, "Lesion-check threshold (default: the fitted one, 1)")
+      ->check(CLI::PositiveNumber);
 }
 
 namespace {
@@ -75,7 +81,8 @@ std::string default_model_path() {
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
   formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
-  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides);
+  explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold};
+  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
 }
 
 std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes) {

@@ -25,6 +25,7 @@ struct ExplainOptions {
   float alpha = 0.4f;
   bool aug_smooth = false;
   bool json = false;
+  bool force = false;  // explain even an image the lesion check refuses
 };
 
 bool is_jpeg_name(const std::string& path) {
@@ -50,6 +51,16 @@ int run_explain(const ExplainOptions& o) {
   auto bytes = read_file_limited(o.image, clf->limits().max_bytes);
   vision::Image image = clf->decode(bytes.data(), bytes.size(), timings);
   explain::Explanation e = clf->explain(image, req, timings);
+  const auto& check = e.prediction.lesion_check;
+  if (check.withholds_diagnosis() && !o.force) {  // no class, no map, no file: nothing to mistake for an answer
+    if (o.json) {
+      nlohmann::json j{{"image", o.image}, {"lesion_check", explain::lesion_check_json(check)}, {"diagnosis_withheld", true}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%s: not explained: the image %s (--force explains it anyway)\n", o.image.c_str(), check.reason.c_str());
+    }
+    return 0;
+  }
   if (!o.out.empty() || !o.heatmap.empty()) {
     auto start = std::chrono::steady_clock::now();
     vision::Image heat = vision::colorize(e.heatmap, cmap);
@@ -62,6 +73,8 @@ int run_explain(const ExplainOptions& o) {
   for (const auto& [stage, ms] : timings) total += ms;
   if (o.json) {
     nlohmann::json j{{"image", o.image}, {"method", e.method}, {"layer", e.layer}, {"class", e.class_code}};
+    j["lesion_check"] = explain::lesion_check_json(check);
+    j["diagnosis_withheld"] = false;
     j["class_probability"] = e.prediction.probabilities[e.class_index];
     j["top"] = {{"label", top.code}, {"name", top.name}, {"probability", top.probability}};
     nlohmann::json rows = nlohmann::json::array();
@@ -76,6 +89,7 @@ int run_explain(const ExplainOptions& o) {
     return 0;
   }
   std::printf("%s: %s (%s) %.1f%%\n", o.image.c_str(), top.code.c_str(), top.name.c_str(), 100 * top.probability);
+  if (check.available && !check.passed) std::printf("warning: the image %s\n", check.reason.c_str());
   std::printf("%s for class %s at layer %s (%dx%d), %.1f ms\n", e.method.c_str(), e.class_code.c_str(), e.layer.c_str(),
               e.grid_width, e.grid_height, total);
   if (!o.out.empty()) std::printf("overlay: %s\n", o.out.c_str());
@@ -99,6 +113,7 @@ Command add_explain(CLI::App& app) {
   app.add_option("--alpha", o->alpha, "Heatmap opacity in the overlay")->check(CLI::Range(0.0, 1.0));
   app.add_flag("--aug-smooth", o->aug_smooth, "Average with the map of the mirrored image");
   app.add_flag("--json", o->json, "Print JSON, with the raw map at the layer's resolution");
+  app.add_flag("--force", o->force, "Explain even an image the lesion check refuses");
   app.add_option("image", o->image, "Image file (JPEG, PNG, WebP)")->required();
   return [o] { return run_explain(*o); };
 }

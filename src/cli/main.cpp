@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   add(dermal::cli::add_predict, "predict", "Classify images: the most likely lesion types");
   add(dermal::cli::add_explain, "explain", "Show which part of an image drove the answer (Grad-CAM family)");
   add(dermal::cli::add_eval, "eval", "Measure a model on a labelled image folder");
+  add(dermal::cli::add_fit_check, "fit-check", "Fit the lesion check for a model from in-domain images");
   add(dermal::cli::add_serve, "serve", "Serve the web page and the HTTP API (docs/api.md)");
   add(dermal::cli::add_inspect, "inspect", "Show a model's inputs, outputs, layers, shapes and memory plan");
   try {

@@ -79,6 +79,9 @@ Command add_serve(CLI::App& app) {
   add("--request-timeout-s", "REQUEST_TIMEOUT_S", "Seconds a request may wait and compute (504 after); default 30");
   add("--cam-method", "CAM_METHOD", "Default explanation method; default gradcam");
   add("--log-level", "LOG_LEVEL", "debug, info, warn, error or off; default info");
+  add("--lesion-check", "LESION_CHECK", "Is it a skin-lesion image? on (withhold the diagnosis when not), warn or off; default on");
+  add("--check-threshold", "LESION_CHECK_THRESHOLD", "Lesion-check threshold; default 0: the fitted one");
+  add("--check", "LESION_CHECK_FILE", "Lesion-check statistics; default: <model stem>.check.json beside the model");
   o->env_file_option = app.add_option("--env-file", o->env_file, "Settings file read under the environment (default: ./.env when present)");
   return [o] { return run_serve(*o); };
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "engine/executor.h"
@@ -73,7 +74,7 @@ struct Classifier::Plans {
 Classifier::~Classifier() = default;
 
 std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path,
-                                             const formats::CardOverrides& overrides) {
+                                             const formats::CardOverrides& overrides, const LesionCheckOptions& check) {
   std::unique_ptr<Classifier> c(new Classifier());
   c->model_ = formats::load_model(model_path);
   c->card_ = card_path.empty() ? formats::load_model_card(model_path, c->model_, overrides)
@@ -83,12 +84,77 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   const auto& p = c->card_.preprocess;
   opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
   opts.keep = {c->model_.logits};  // an inner tensor when the model ends in softmax
-  c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
-  const Shape& logits = c->plans_->predict->info(c->model_.logits).shape;
+  // A first plan names the tensors and their shapes; the one kept also keeps the check's layers.
+  auto probe = std::make_unique<Executor>(c->model_.graph, opts);
+  const Shape& logits = probe->info(c->model_.logits).shape;
   formats::fit_labels(c->card_, logits.empty() ? 1 : logits.back());
-  c->plans_->tensors = c->plans_->predict->tensor_infos();
+  c->plans_->tensors = probe->tensor_infos();
   c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
+
+  c->check_options_ = check;
+  std::string check_path = check.path;
+  if (check_path.empty()) {
+    std::filesystem::path beside = std::filesystem::path(model_path).replace_extension(".check.json");
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(beside, ec)) check_path = beside.string();
+  }
+  if (check.mode == LesionCheckMode::off) {
+    c->check_unavailable_ = "the lesion check is off";
+  } else if (check_path.empty()) {
+    c->check_unavailable_ = "this model has no lesion-check statistics (dermal fit-check makes them): the image "
+                            "was not checked";
+  } else {
+    c->check_ = load_lesion_check(check_path);
+  }
+  c->content_layer_ = c->check_ ? c->check_->content_layer : c->resolve_layer("auto");
+  c->appearance_layer_ = c->check_ ? c->check_->appearance_layer : c->default_appearance_layer();
+  // The statistics must fit this model: their layers exist, with as many channels as they hold.
+  for (auto [layer, dims, per_channel] : {std::tuple{c->content_layer_, c->check_ ? c->check_->content.dims : 0, 1},
+                                          std::tuple{c->appearance_layer_, c->check_ ? c->check_->appearance.dims : 0, 2}}) {
+    auto t = std::find_if(c->plans_->tensors.begin(), c->plans_->tensors.end(),
+                          [&](const engine::TensorPlanInfo& i) { return i.name == layer; });
+    const bool spatial = t != c->plans_->tensors.end() && t->info.shape.size() == 4;
+    if (c->check_ && (!spatial || t->info.shape[1] * per_channel != dims))
+      throw Error(ErrorKind::invalid_model, "lesion-check statistics " + check_path + " do not fit this model: layer '" +
+                                                layer + "' " + (spatial ? "has " + std::to_string(t->info.shape[1]) +
+                                                                              " channels" : std::string("is not a [N,C,H,W] tensor")) +
+                                                " (fit them again with dermal fit-check)");
+  }
+  opts.keep = {c->model_.logits, c->content_layer_, c->appearance_layer_};
+  c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
   return c;
+}
+
+// The appearance layer for fitting: the last spatial layer the logits depend on at stride 4 or
+// less (low-level colour and texture, before the network abstracts them away).
+std::string Classifier::default_appearance_layer() const {
+  const auto& p = card_.preprocess;
+  const int64_t min_plane = static_cast<int64_t>(p.width) * p.height / 16;
+  const std::string content = resolve_layer("auto");
+  std::string best;
+  for (const auto& t : plans_->tensors) {
+    if (t.name == content) break;
+    const Shape& s = t.info.shape;
+    if (t.known || s.size() != 4 || model_.graph->is_input(t.name)) continue;
+    const engine::Node* n = model_.graph->producer(t.name);
+    if (!n || n->type == "Transpose" || n->type == "Reshape" || n->type == "Pad") continue;
+    if (s[2] * s[3] >= min_plane && s[2] > 1 && s[3] > 1) best = t.name;  // inner tensors are NCHW
+  }
+  return best.empty() ? content : best;
+}
+
+void Classifier::check_lesion(Executor& ex, Prediction& p, Timings& timings) const {
+  auto start = Clock::now();
+  auto features = [&](const std::string& layer, bool stds) {
+    Tensor a = ex.get(layer);
+    const Shape& s = a.shape();
+    return stds ? channel_means_and_stds(a.data<float>(), s[1], s[2] * s[3]) : channel_means(a.data<float>(), s[1], s[2] * s[3]);
+  };
+  p.lesion_features.content = features(content_layer_, false);
+  p.lesion_features.appearance = features(appearance_layer_, true);
+  p.lesion_check = check_ ? run_lesion_check(*check_, p.lesion_features, check_options_.mode, check_options_.threshold)
+                          : lesion_check_unavailable(check_options_.mode, check_unavailable_);
+  timings["lesion_check"] = ms_since(start);
 }
 
 vision::Image Classifier::decode(const uint8_t* bytes, size_t size, Timings& timings) const {
@@ -140,6 +206,7 @@ Prediction Classifier::predict_input(const Tensor& x, Timings& timings) {
   ex.forward();
   Prediction p = to_prediction(ex.get(model_.logits));
   timings["infer"] = ms_since(start);
+  check_lesion(ex, p, timings);
   return p;
 }
 
@@ -269,7 +336,7 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
     PlanOptions opts;
     const auto& p = card_.preprocess;
     opts.input_shapes[card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
-    opts.keep = {layer, model_.logits};
+    opts.keep = {layer, model_.logits, content_layer_, appearance_layer_};
     opts.backward_from = {model_.logits};
     opts.backward_to = {layer};
     planned = plans_->explain.emplace(layer, std::make_unique<Executor>(model_.graph, opts)).first;
@@ -290,6 +357,7 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
     if (prediction) {
       *prediction = to_prediction(logits);
       e.class_index = resolve_class(request.target, *prediction);
+      check_lesion(ex, *prediction, timings);
     }
     if (request.method == CamMethod::eigencam) return eigen_cam(activation);
     if (request.method == CamMethod::scorecam) return score_cam(in, activation, e.class_index, request.score_cam_batch);
@@ -313,7 +381,7 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
   e.cam = cam;
   e.class_code = card_.labels[e.class_index].code;
   timings["infer"] = infer_ms;
-  timings["explain"] = ms_since(start) - infer_ms;
+  timings["explain"] = ms_since(start) - infer_ms - timings["lesion_check"];
   start = Clock::now();
   e.heatmap = vision::upsample_bilinear(vision::FloatMap{e.grid_width, e.grid_height, e.cam}, heatmap_width, heatmap_height);
   timings["explain"] += ms_since(start);

@@ -14,13 +14,19 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "explain/cam.h"
+#include "explain/lesion_check.h"
 #include "formats/model_card.h"
 #include "vision/decode.h"
 #include "vision/image.h"
+
+namespace dermal::engine {
+class Executor;
+}
 
 namespace dermal::explain {
 
@@ -38,6 +44,16 @@ struct Prediction {
   std::vector<double> logits;
   std::vector<double> probabilities;  // softmax(logits / temperature), in label order
   std::vector<ClassScore> ranked;     // every class, most probable first
+  LesionCheckResult lesion_check;     // is this a skin-lesion image at all? (front ends withhold
+                                      // the diagnosis when lesion_check.withholds_diagnosis())
+  LesionFeatures lesion_features;     // what the check read (dermal fit-check fits on these)
+};
+
+// Where the lesion check's statistics come from and how it acts.
+struct LesionCheckOptions {
+  LesionCheckMode mode = LesionCheckMode::on;
+  std::string path;      // empty: `<model stem>.check.json` beside the model, when it exists
+  double threshold = 0;  // > 0: replaces the fitted threshold
 };
 
 struct ExplainRequest {
@@ -63,7 +79,8 @@ class Classifier {
  public:
   // card_path empty: the sidecar beside the model, then its metadata, then defaults.
   static std::unique_ptr<Classifier> load(const std::string& model_path, const std::string& card_path = "",
-                                          const formats::CardOverrides& overrides = {});
+                                          const formats::CardOverrides& overrides = {},
+                                          const LesionCheckOptions& check = {});
   ~Classifier();
 
   vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings) const;
@@ -82,6 +99,12 @@ class Classifier {
   int resolve_class(const std::string& target, const Prediction& p) const;
 
   const formats::ModelCard& card() const { return card_; }
+  // The lesion check's statistics (null when the model has none) and the layers it reads: the
+  // fitted ones, or for fitting, the content layer ("auto") and the last layer at stride 4 or less.
+  const LesionCheckStats* lesion_check() const { return check_ ? &*check_ : nullptr; }
+  const LesionCheckOptions& lesion_check_options() const { return check_options_; }
+  const std::string& content_layer() const { return content_layer_; }
+  const std::string& appearance_layer() const { return appearance_layer_; }
   const formats::LoadedModel& model() const { return model_; }
   vision::DecodeLimits& limits() { return limits_; }
   size_t planned_activation_bytes() const;
@@ -90,12 +113,19 @@ class Classifier {
   Classifier() = default;
   struct Plans;
   Prediction to_prediction(const engine::Tensor& logits) const;
+  // Reads the check's features from an executor that kept its layers, and runs the check.
+  void check_lesion(engine::Executor& ex, Prediction& p, Timings& timings) const;
+  std::string default_appearance_layer() const;
   std::vector<float> score_cam(const engine::Tensor& input, const engine::Tensor& activation, int class_index,
                                int batch);
 
   formats::LoadedModel model_;
   formats::ModelCard card_;
   vision::DecodeLimits limits_;
+  std::optional<LesionCheckStats> check_;
+  LesionCheckOptions check_options_;
+  std::string check_unavailable_;  // why, when check_ is empty
+  std::string content_layer_, appearance_layer_;
   std::unique_ptr<Plans> plans_;
   std::mutex mutex_;
 };

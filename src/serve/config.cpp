@@ -85,7 +85,8 @@ const char* log_level_name(LogLevel l) {
 const std::vector<std::string>& config_names() {
   static const std::vector<std::string> names{
       "PRELOAD_MODEL", "ENABLE_GRADCAM", "MODEL_PATH",        "MODEL_CARD", "HOST",       "PORT",     "THREADS",
-      "MAX_UPLOAD_MB", "MAX_IMAGE_PIXELS", "MAX_QUEUE", "REQUEST_TIMEOUT_S", "CAM_METHOD", "LOG_LEVEL"};
+      "MAX_UPLOAD_MB", "MAX_IMAGE_PIXELS", "MAX_QUEUE", "REQUEST_TIMEOUT_S", "CAM_METHOD", "LOG_LEVEL",
+      "LESION_CHECK", "LESION_CHECK_THRESHOLD", "LESION_CHECK_FILE"};
   return names;
 }
 
@@ -175,6 +176,13 @@ ServeConfig load_config(const ConfigSources& src) {
       else if (v == "error") c.log_level = LogLevel::error;
       else if (v == "off" || v == "none") c.log_level = LogLevel::off;
       else bad(name, r, "debug, info, warn, error or off");
+    } else if (name == "LESION_CHECK") {
+      c.lesion_check = lower(trim(r.value));
+      if (c.lesion_check != "on" && c.lesion_check != "warn" && c.lesion_check != "off") bad(name, r, "on, warn or off");
+    } else if (name == "LESION_CHECK_THRESHOLD") {
+      c.lesion_check_threshold = trim(r.value) == "0" ? 0 : parse_number(name, r, 0, 1e6);
+    } else if (name == "LESION_CHECK_FILE") {
+      c.lesion_check_file = trim(r.value);
     }
   }
   return c;
@@ -198,7 +206,10 @@ std::map<std::string, std::string> config_values(const ServeConfig& c) {
           {"MAX_QUEUE", std::to_string(c.max_queue)},
           {"REQUEST_TIMEOUT_S", num(c.request_timeout_s)},
           {"CAM_METHOD", c.cam_method},
-          {"LOG_LEVEL", log_level_name(c.log_level)}};
+          {"LOG_LEVEL", log_level_name(c.log_level)},
+          {"LESION_CHECK", c.lesion_check},
+          {"LESION_CHECK_THRESHOLD", num(c.lesion_check_threshold)},
+          {"LESION_CHECK_FILE", c.lesion_check_file}};
 }
 
 }  // namespace dermal::serve

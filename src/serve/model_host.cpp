@@ -13,6 +13,7 @@ ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
   name_ = std::filesystem::path(path_).stem().string();
   limits_.max_bytes = config.max_upload_bytes();
   limits_.max_pixels = config.max_image_pixels;
+  check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold};
 }
 
 explain::Classifier& ModelHost::get() {
@@ -23,7 +24,7 @@ explain::Classifier& ModelHost::get() {
   auto start = std::chrono::steady_clock::now();
   std::unique_ptr<explain::Classifier> c;
   try {
-    c = explain::Classifier::load(path_, card_path_);
+    c = explain::Classifier::load(path_, card_path_, {}, check_);
   } catch (const Error& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     snapshot_.load_error = e.what();
@@ -44,6 +45,16 @@ explain::Classifier& ModelHost::get() {
   s.explain_layer = c->resolve_layer(card.explain_layer);
   s.weight_bytes = c->model().graph->weight_bytes();
   s.planned_activation_bytes = c->planned_activation_bytes();
+  const explain::LesionCheckStats* stats = c->lesion_check();
+  s.lesion_check = {{"mode", explain::lesion_check_mode_name(check_.mode)}, {"available", stats != nullptr}};
+  if (stats) {
+    s.lesion_check["file"] = stats->source;
+    s.lesion_check["threshold"] = check_.threshold > 0 ? check_.threshold : stats->threshold;
+    s.lesion_check["fitted_threshold"] = stats->threshold;
+    s.lesion_check["statistics_bytes"] = stats->bytes();
+    s.lesion_check["layers"] = {{"content", stats->content_layer}, {"appearance", stats->appearance_layer}};
+    s.lesion_check["fitted"] = stats->fitted;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   classifier_ = std::move(c);
   snapshot_ = s;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ class ModelHost {
     int input_width = 0, input_height = 0;
     std::string format, producer, explain_layer;
     size_t weight_bytes = 0, planned_activation_bytes = 0;
+    nlohmann::json lesion_check;  // mode, whether statistics are loaded, their file, threshold, size
   };
 
   explicit ModelHost(const ServeConfig& config);
@@ -39,6 +41,7 @@ class ModelHost {
 
  private:
   std::string path_, card_path_, name_;
+  explain::LesionCheckOptions check_;
   vision::DecodeLimits limits_;
   mutable std::mutex mutex_;
   std::unique_ptr<explain::Classifier> classifier_;

@@ -23,6 +23,7 @@ struct ApiParams {
   vision::Colormap colormap = vision::Colormap::jet;
   bool heatmap = false;  // also return the coloured heatmap alone (the page blends it itself)
   bool overlay = true;   // return the blended overlay (the page, which blends itself, says false)
+  bool force = false;    // answer even when the lesion check withholds the diagnosis
 };
 
 [[noreturn]] void bad_param(const std::string& name, const std::string& value, const std::string& expected) {
@@ -44,6 +45,7 @@ ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
   p.heatmap = bool_param(req, "heatmap", false);
   p.overlay = bool_param(req, "overlay", true);
   p.explain.aug_smooth = bool_param(req, "aug_smooth", false);
+  p.force = bool_param(req, "force", false);
   const std::string method = req.has_param("method") ? req.get_param_value("method") : config.cam_method;
   try {
     p.explain.method = explain::parse_cam_method(method);
@@ -175,6 +177,8 @@ nlohmann::json timings_json(const explain::Timings& stages) {
   return j;
 }
 
+bool withheld(const Job& job) { return job.prediction.lesion_check.withholds_diagnosis() && !job.params.force; }
+
 void predict_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   auto job = run_job(ctx, req, false);
   const auto& stages = current_request().stages;
@@ -182,7 +186,17 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
   nlohmann::json j;
   j["model"] = job->model;
   j["image"] = {{"width", job->width}, {"height", job->height}};
+  j["lesion_check"] = explain::lesion_check_json(p.lesion_check);
+  j["diagnosis_withheld"] = withheld(*job);
   j["top"] = nlohmann::json::array();
+  if (withheld(*job)) {  // no class, no probabilities, no map: nothing to mistake for an answer
+    j["probabilities"] = nullptr;
+    j["gradcam"] = nullptr;
+    j["timings_ms"] = timings_json(stages);
+    j["request_id"] = current_request().id;
+    res.set_header("Server-Timing", server_timing(stages));
+    return send_json(res, j);
+  }
   const size_t k = std::min<size_t>(static_cast<size_t>(job->params.top_k), p.ranked.size());
   for (size_t i = 0; i < k; ++i)
     j["top"].push_back({{"label", p.ranked[i].code},
@@ -216,6 +230,9 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
 
 void explain_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   auto job = run_job(ctx, req, true);
+  if (withheld(*job))
+    throw HttpError(422, "not explained: the image " + job->prediction.lesion_check.reason +
+                             " (add force=1 to explain it anyway)");
   const auto& stages = current_request().stages;
   res.set_header("Server-Timing", server_timing(stages));
   res.set_header("X-Dermal-Class", job->class_code);

@@ -161,6 +161,24 @@ async function main() {
     assert.match(await page.textContent("#caption"), /Nốt ruồi sắc tố/);
     await page.screenshot({ path: path.join(args.out, "browser_desktop_vi.png"), fullPage: true });
 
+    // A photo that is not a skin lesion (python3-skimage's coffee cup): the page says so in the
+    // chosen language, shows no class, and analyses it only when asked to.
+    const cup = "/usr/lib/python3/dist-packages/skimage/data/coffee.png";
+    await page.setInputFiles("#file", cup);
+    await page.waitForSelector("#not-lesion:not([hidden])", { timeout: 30000 });
+    assert.match(await page.textContent("#not-lesion h2"), /Ảnh này có vẻ không phải là ảnh tổn thương da/);
+    assert.ok(await page.locator("#result").isHidden(), "a diagnosis is shown for a coffee cup");
+    await page.click("button[data-lang=en]");
+    assert.match(await page.textContent("#not-lesion h2"), /does not look like a skin-lesion image/);
+    await page.screenshot({ path: path.join(args.out, "browser_not_lesion.png"), fullPage: true });
+    const forced = page.waitForResponse((r) => r.url().includes("force=1") && r.status() === 200);
+    await page.click("#anyway");
+    await forced;
+    await waitForResult(page);
+    assert.ok(await page.locator("#not-lesion").isHidden());
+    assert.match(await page.textContent("#check-note"), /does not look like a skin-lesion image/);
+    assert.strictEqual(await page.locator("#bars li").count(), 7);
+
     // A phone screen: nothing wider than the viewport.
     await page.setViewportSize({ width: 390, height: 844 });
     await page.click("button[data-lang=en]");

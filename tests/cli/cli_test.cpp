@@ -113,3 +113,79 @@ TEST(Cli, KerasModelPredictsAndExplains) {
 
 }  // namespace
 }  // namespace dermal::test
+
+namespace dermal::test {
+namespace {
+
+const std::string kCoffee = "/usr/lib/python3/dist-packages/skimage/data/coffee.png";
+
+// The lesion check in the command line: a refused image still gets its line (with the check) and
+// exit 0, but no classes unless --force; explain writes nothing for it.
+TEST(Cli, LesionCheckWithholdsTheDiagnosisOfAPhoto) {
+  CliRun r = dermal("predict --json " + kCoffee + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  auto cup = nlohmann::json::parse(line);
+  EXPECT_EQ(cup["lesion_check"]["passed"], false);
+  EXPECT_EQ(cup["lesion_check"]["available"], true);
+  EXPECT_GT(cup["lesion_check"]["score"].get<double>(), cup["lesion_check"]["threshold"].get<double>());
+  EXPECT_EQ(cup["diagnosis_withheld"], true);
+  EXPECT_TRUE(cup["top"].empty());
+  EXPECT_TRUE(cup["probabilities"].is_null());
+  std::getline(lines, line);
+  auto lesion = nlohmann::json::parse(line);
+  EXPECT_EQ(lesion["lesion_check"]["passed"], true);
+  EXPECT_EQ(lesion["diagnosis_withheld"], false);
+  EXPECT_EQ(lesion["top"].size(), 3u);
+
+  r = dermal("predict --json --force " + kCoffee);
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto forced = nlohmann::json::parse(r.out);
+  EXPECT_EQ(forced["lesion_check"]["passed"], false);
+  EXPECT_EQ(forced["top"].size(), 3u);
+  r = dermal("predict --lesion-check warn " + kCoffee);
+  EXPECT_NE(r.out.find("warning: the image does not look like a skin-lesion image"), std::string::npos) << r.out;
+  r = dermal("predict " + kCoffee);
+  EXPECT_NE(r.out.find("not shown: the image does not look like a skin-lesion image"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("%"), std::string::npos) << r.out;  // no class, no probability
+
+  const std::string out = (std::filesystem::temp_directory_path() / "dermal_cli_cup.png").string();
+  std::filesystem::remove(out);
+  r = dermal("explain --out " + out + " " + kCoffee);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("not explained"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  r = dermal("explain --force --out " + out + " " + kCoffee);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(out));
+  std::filesystem::remove(out);
+}
+
+// fit-check gives any model a check: a Keras model without statistics is unchecked, then checked
+// once fitted on a folder of lesion images.
+TEST(Cli, FitCheckGivesAUserModelItsCheck) {
+  const std::string model = std::string(DERMAL_SHARED_DIR) + "/models/keras_real/small_cnn_28.keras";
+  CliRun r = dermal("predict --json --model " + model + " " + kCoffee);
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["lesion_check"]["available"], false);
+  EXPECT_TRUE(j["lesion_check"]["passed"].is_null());
+  EXPECT_EQ(j["top"].size(), 3u);  // unchecked is said, not silently passed, and not a refusal
+  const std::string stats = (std::filesystem::temp_directory_path() / "dermal_cli_small_cnn.check.json").string();
+  r = dermal("fit-check --model " + model + " --images " + kImages + " --limit 150 --out " + stats);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("held back pass"), std::string::npos) << r.out;
+  r = dermal("predict --json --model " + model + " --check " + stats + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["lesion_check"]["available"], true);
+  EXPECT_FALSE(j["lesion_check"]["passed"].is_null());
+  r = dermal("fit-check --model " + model + " --images /nonexistent");
+  EXPECT_EQ(r.status, 2) << r.out;
+  std::filesystem::remove(stats);
+}
+
+}  // namespace
+}  // namespace dermal::test

@@ -225,6 +225,42 @@ TEST_F(Routes, Health) {
   EXPECT_EQ(v["config_sources"]["MAX_QUEUE"], "default");
 }
 
+// The lesion check over HTTP: a photo answers 200 with the check and no diagnosis, unless
+// force=1; /api/explain refuses to draw a map over it; /health?verbose=1 shows the check.
+TEST_F(Routes, LesionCheckWithholdsTheDiagnosisOfAPhoto) {
+  const std::string cup = file_text("/usr/lib/python3/dist-packages/skimage/data/coffee.png");
+  auto r = post_image("/api/predict", cup);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json_of(r);
+  EXPECT_EQ(j["lesion_check"]["passed"], false);
+  EXPECT_EQ(j["lesion_check"]["available"], true);
+  EXPECT_EQ(j["lesion_check"]["mode"], "on");
+  EXPECT_NE(j["lesion_check"]["reason"].get<std::string>().find("does not look like a skin-lesion image"), std::string::npos);
+  EXPECT_EQ(j["diagnosis_withheld"], true);
+  EXPECT_TRUE(j["top"].empty());
+  EXPECT_TRUE(j["probabilities"].is_null());
+  EXPECT_TRUE(j["gradcam"].is_null());
+  auto forced = json_of(post_image("/api/predict?force=1", cup));
+  EXPECT_EQ(forced["lesion_check"]["passed"], false);
+  EXPECT_EQ(forced["diagnosis_withheld"], false);
+  EXPECT_EQ(forced["top"].size(), 3u);
+  EXPECT_TRUE(forced["gradcam"].contains("overlay_png"));
+  auto lesion = json_of(post_image("/api/predict", jpeg()));
+  EXPECT_EQ(lesion["lesion_check"]["passed"], true);
+  EXPECT_EQ(lesion["diagnosis_withheld"], false);
+  EXPECT_TRUE(lesion["timings_ms"].contains("lesion_check"));
+  auto refused = post_image("/api/explain", cup);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 422);
+  EXPECT_NE(json_of(refused)["error"].get<std::string>().find("force=1"), std::string::npos) << refused->body;
+  EXPECT_EQ(post_image("/api/explain?force=1", cup)->status, 200);
+  auto v = json_of(client().Get("/health?verbose=1"));
+  EXPECT_EQ(v["lesion_check"]["mode"], "on");
+  EXPECT_EQ(v["lesion_check"]["available"], true);
+  EXPECT_GT(v["lesion_check"]["statistics_bytes"].get<double>(), 0);
+  EXPECT_EQ(v["config"]["LESION_CHECK"], "on");
+}
+
 TEST_F(Routes, MemoryStatus) {
   auto j = json_of(client().Get("/memory-status"));
   const auto& m = j["memory"];

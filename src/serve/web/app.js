@@ -17,6 +17,7 @@
     target: "top",
     showHeat: true,
     busy: false,
+    force: false,        // "analyse anyway": past a failed lesion check
   };
 
   function pickLanguage() {
@@ -94,6 +95,8 @@
     state.photoUrl = URL.createObjectURL(state.blob);
     state.result = null;
     state.target = "top";
+    state.force = false;
+    $("not-lesion").hidden = true;
     $("photo").src = state.photoUrl;
     $("heat").removeAttribute("src");
     $("bars").innerHTML = "";
@@ -111,6 +114,7 @@
       gradcam: state.showHeat ? "true" : "false", heatmap: "true", overlay: "false",
       top_k: "100", method: state.method, class: state.target,
     });
+    if (state.force) params.set("force", "1");
     const form = new FormData();
     form.append("image", state.blob, "image");
     const started = performance.now();
@@ -148,7 +152,27 @@
     return (v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)) + "%";
   }
 
+  // A failed lesion check withholds the diagnosis: say so, offer to analyse anyway.
+  function renderCheck(r) {
+    const c = r.lesion_check || {};
+    $("not-lesion").hidden = !r.diagnosis_withheld;
+    $("result").hidden = !!r.diagnosis_withheld;
+    const note = $("check-note");
+    note.hidden = true;
+    if (!r.diagnosis_withheld && c.available && c.passed === false) {
+      note.textContent = t("check_warning");
+      note.className = "check-note warn";
+      note.hidden = false;
+    } else if (!r.diagnosis_withheld && c.available === false && c.mode !== "off") {
+      note.textContent = t("check_unavailable");
+      note.className = "check-note";
+      note.hidden = false;
+    }
+    return !r.diagnosis_withheld;
+  }
+
   function render(r) {
+    if (!renderCheck(r)) return;
     const bars = $("bars");
     bars.innerHTML = "";
     r.top.forEach((c, i) => {
@@ -249,6 +273,8 @@
     });
     $("download").addEventListener("click", download);
     $("again").addEventListener("click", () => { $("file").value = ""; $("file").click(); });
+    $("other").addEventListener("click", () => { $("file").value = ""; $("file").click(); });
+    $("anyway").addEventListener("click", () => { state.force = true; analyse(t("analysing")); });
     for (const id of ["file", "camera"])
       $(id).addEventListener("change", (e) => takeFile(e.target.files && e.target.files[0]));
 

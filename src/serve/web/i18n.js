@@ -33,6 +33,11 @@ const I18N = {
     not_image: "Please choose an image file (JPEG, PNG or WebP).",
     no_heatmap: "Heatmaps are turned off on this server.",
     model_note: "Model: {name}. A computer model can be wrong, especially on photos unlike the images it was trained on.",
+    not_lesion_title: "This does not look like a skin-lesion image",
+    not_lesion_body: "The model only knows close-up photos and dermoscopy images of skin lesions. For anything else its answer would mean nothing, so none is shown.",
+    analyse_anyway: "Analyse anyway",
+    check_warning: "This does not look like a skin-lesion image: the answer below may mean nothing.",
+    check_unavailable: "This model has no lesion check: it cannot tell whether the image shows a skin lesion at all.",
   },
   vi: {
     tagline: "Mô hình phân tích tổn thương da nhìn thấy gì trong ảnh của bạn",
@@ -65,6 +70,11 @@ const I18N = {
     not_image: "Hãy chọn một tệp ảnh (JPEG, PNG hoặc WebP).",
     no_heatmap: "Máy chủ này đã tắt bản đồ nhiệt.",
     model_note: "Mô hình: {name}. Mô hình máy tính có thể sai, nhất là với những ảnh khác với các ảnh đã dùng để huấn luyện nó.",
+    not_lesion_title: "Ảnh này có vẻ không phải là ảnh tổn thương da",
+    not_lesion_body: "Mô hình chỉ biết ảnh chụp cận cảnh và ảnh soi da của tổn thương da. Với ảnh khác, kết quả của nó không có ý nghĩa, vì vậy không hiển thị kết quả nào.",
+    analyse_anyway: "Vẫn phân tích",
+    check_warning: "Ảnh này có vẻ không phải là ảnh tổn thương da: kết quả dưới đây có thể không có ý nghĩa.",
+    check_unavailable: "Mô hình này không có bước kiểm tra tổn thương da: nó không thể biết ảnh có phải là tổn thương da hay không.",
   },
 };
 
