@@ -81,7 +81,8 @@ std::string default_model_path() {
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
   formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
-  explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold};
+  explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
+                                    o.fitting_check};
   return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
 }
 

@@ -21,6 +21,7 @@ struct ModelOptions {
   std::string lesion_check = "on";  // --lesion-check: on | warn | off
   std::string check_file;           // --check: statistics file (default: <model stem>.check.json)
   double check_threshold = 0;       // --check-threshold: 0 keeps the fitted one
+  bool fitting_check = false;       // set by fit-check: read the check's layers, load no statistics
 };
 
 // eval passes labels_flag = false: its --labels is the CSV of true labels.

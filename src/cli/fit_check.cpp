@@ -111,7 +111,7 @@ std::vector<Measured> measure(explain::Classifier& clf, const std::vector<Listed
 }
 
 int run_fit_check(FitCheckOptions o) {
-  o.model.lesion_check = "off";  // fit on the layers the rule chooses, whatever file exists
+  o.model.fitting_check = true;  // fit on the layers the rule chooses, whatever file exists
   auto clf = load_classifier(o.model);
   const std::string model_path = o.model.model.empty() ? default_model_path() : o.model.model;
   const auto start = std::chrono::steady_clock::now();
@@ -133,8 +133,8 @@ int run_fit_check(FitCheckOptions o) {
   }
   explain::LesionCheckStats stats =
       explain::fit_lesion_check(fit_features, classes, calibration_features, sources, o.pass_rate);
-  stats.content_layer = clf->content_layer();
-  stats.appearance_layer = clf->appearance_layer();
+  stats.content_layers = clf->content_layers();
+  stats.appearance_layers = clf->appearance_layers();
 
   auto pass_rate = [&](const std::vector<Measured>& ms) {
     size_t passed = 0;
@@ -152,9 +152,14 @@ int run_fit_check(FitCheckOptions o) {
                         {"folders", folder_names(o.images)},
                         {"pass_rate_target", o.pass_rate},
                         {"pass_rate_threshold_images", pass_rate(calibration)}};
-  std::printf("lesion check for %s\n  content layer     %s (%d features)\n  appearance layer  %s (%d features)\n",
-              model_path.c_str(), stats.content_layer.c_str(), stats.content.dims, stats.appearance_layer.c_str(),
-              stats.appearance.dims);
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  };
+  std::printf("lesion check for %s\n  content     %d features from %s\n  appearance  %d features from %s\n",
+              model_path.c_str(), stats.content.dims, joined(stats.content_layers).c_str(), stats.appearance.dims,
+              joined(stats.appearance_layers).c_str());
   std::printf("  fitted on %zu images; %zu held back pass at %.1f%%\n", fit.size(), calibration.size(),
               100 * pass_rate(calibration));
   for (size_t i = 0; i < o.images.size(); ++i) {

@@ -80,16 +80,6 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   c->card_ = card_path.empty() ? formats::load_model_card(model_path, c->model_, overrides)
                                : formats::load_model_card_file(card_path, c->model_, overrides);
   c->plans_ = std::make_unique<Plans>();
-  PlanOptions opts;
-  const auto& p = c->card_.preprocess;
-  opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
-  opts.keep = {c->model_.logits};  // an inner tensor when the model ends in softmax
-  // A first plan names the tensors and their shapes; the one kept also keeps the check's layers.
-  auto probe = std::make_unique<Executor>(c->model_.graph, opts);
-  const Shape& logits = probe->info(c->model_.logits).shape;
-  formats::fit_labels(c->card_, logits.empty() ? 1 : logits.back());
-  c->plans_->tensors = probe->tensor_infos();
-  c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
 
   c->check_options_ = check;
   std::string check_path = check.path;
@@ -98,7 +88,9 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
     std::error_code ec;
     if (std::filesystem::is_regular_file(beside, ec)) check_path = beside.string();
   }
-  if (check.mode == LesionCheckMode::off) {
+  if (check.fitting) {
+    c->check_unavailable_ = "the lesion check is being fitted";
+  } else if (check.mode == LesionCheckMode::off) {
     c->check_unavailable_ = "the lesion check is off";
   } else if (check_path.empty()) {
     c->check_unavailable_ = "this model has no lesion-check statistics (dermal fit-check makes them): the image "
@@ -106,52 +98,107 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   } else {
     c->check_ = load_lesion_check(check_path);
   }
-  c->content_layer_ = c->check_ ? c->check_->content_layer : c->resolve_layer("auto");
-  c->appearance_layer_ = c->check_ ? c->check_->appearance_layer : c->default_appearance_layer();
-  // The statistics must fit this model: their layers exist, with as many channels as they hold.
-  for (auto [layer, dims, per_channel] : {std::tuple{c->content_layer_, c->check_ ? c->check_->content.dims : 0, 1},
-                                          std::tuple{c->appearance_layer_, c->check_ ? c->check_->appearance.dims : 0, 2}}) {
-    auto t = std::find_if(c->plans_->tensors.begin(), c->plans_->tensors.end(),
-                          [&](const engine::TensorPlanInfo& i) { return i.name == layer; });
-    const bool spatial = t != c->plans_->tensors.end() && t->info.shape.size() == 4;
-    if (c->check_ && (!spatial || t->info.shape[1] * per_channel != dims))
-      throw Error(ErrorKind::invalid_model, "lesion-check statistics " + check_path + " do not fit this model: layer '" +
-                                                layer + "' " + (spatial ? "has " + std::to_string(t->info.shape[1]) +
-                                                                              " channels" : std::string("is not a [N,C,H,W] tensor")) +
-                                                " (fit them again with dermal fit-check)");
+  auto not_fitting = [&](const std::string& what) {
+    return Error(ErrorKind::invalid_model, "lesion-check statistics " + check_path + " do not fit this model: " + what +
+                                               " (fit them again with dermal fit-check)");
+  };
+  if (c->check_) {
+    c->content_layers_ = c->check_->content_layers;
+    c->appearance_layers_ = c->check_->appearance_layers;
+    for (const auto* layers : {&c->content_layers_, &c->appearance_layers_})
+      for (const auto& layer : *layers)
+        if (!c->model_.graph->producer(layer)) throw not_fitting("it has no layer '" + layer + "'");
   }
-  opts.keep = {c->model_.logits, c->content_layer_, c->appearance_layer_};
-  c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
+  // One plan keeps the logits (an inner tensor when the model ends in softmax) and the layers the
+  // check reads; without statistics (and not fitting them) none is kept from buffer reuse.
+  auto plan = [&] {
+    PlanOptions opts;
+    const auto& p = c->card_.preprocess;
+    opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+    opts.keep = {c->model_.logits};
+    opts.keep.insert(opts.keep.end(), c->content_layers_.begin(), c->content_layers_.end());
+    opts.keep.insert(opts.keep.end(), c->appearance_layers_.begin(), c->appearance_layers_.end());
+    c->plans_->predict = std::make_unique<Executor>(c->model_.graph, opts);
+    c->plans_->tensors = c->plans_->predict->tensor_infos();
+  };
+  plan();
+  if (check.fitting) {  // the rule chooses among the planned tensors; then plan again keeping them
+    c->default_lesion_layers();
+    plan();
+  }
+  const Shape& logits = c->plans_->predict->info(c->model_.logits).shape;
+  formats::fit_labels(c->card_, logits.empty() ? 1 : logits.back());
+  c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
+  // The statistics must fit this model: as many channels as they hold, in [N,C,H,W] layers.
+  if (c->check_)
+    for (auto [layers, dims, per_channel] : {std::tuple{&c->content_layers_, c->check_->content.dims, 1},
+                                             std::tuple{&c->appearance_layers_, c->check_->appearance.dims, 2}}) {
+      int64_t channels = 0;
+      for (const auto& layer : *layers) {
+        const Shape& shape = c->plans_->predict->info(layer).shape;
+        if (shape.size() != 4) throw not_fitting("layer '" + layer + "' is not a [N,C,H,W] tensor");
+        channels += shape[1];
+      }
+      if (channels * per_channel != dims)
+        throw not_fitting("its layers have " + std::to_string(channels) + " channels, the statistics " +
+                          std::to_string(dims / per_channel));
+    }
   return c;
 }
 
-// The appearance layer for fitting: the last spatial layer the logits depend on at stride 4 or
-// less (low-level colour and texture, before the network abstracts them away).
-std::string Classifier::default_appearance_layer() const {
+// The layers the check reads when fitting (docs/lesion_check.md has the study that chose them):
+// content, the last spatial layer ("auto") and the last layer at the resolution before it;
+// appearance, the last layers at stride 2 and at stride 4 (colour and texture, before the network
+// abstracts them away). Layers that coincide in a small model are read once.
+void Classifier::default_lesion_layers() {
   const auto& p = card_.preprocess;
-  const int64_t min_plane = static_cast<int64_t>(p.width) * p.height / 16;
+  const int64_t input_plane = static_cast<int64_t>(p.width) * p.height;
   const std::string content = resolve_layer("auto");
-  std::string best;
+  int64_t content_plane = 0;
+  for (const auto& t : plans_->tensors)
+    if (t.name == content) content_plane = t.info.shape[2] * t.info.shape[3];
+  std::string before, stride2, stride4;
   for (const auto& t : plans_->tensors) {
     if (t.name == content) break;
     const Shape& s = t.info.shape;
-    if (t.known || s.size() != 4 || model_.graph->is_input(t.name)) continue;
+    if (t.known || s.size() != 4 || model_.graph->is_input(t.name) || s[2] < 2 || s[3] < 2) continue;
     const engine::Node* n = model_.graph->producer(t.name);
     if (!n || n->type == "Transpose" || n->type == "Reshape" || n->type == "Pad") continue;
-    if (s[2] * s[3] >= min_plane && s[2] > 1 && s[3] > 1) best = t.name;  // inner tensors are NCHW
+    const int64_t plane = s[2] * s[3];  // inner tensors are NCHW
+    if (plane > content_plane) before = t.name;
+    if (plane * 4 >= input_plane) stride2 = t.name;
+    if (plane * 16 >= input_plane) stride4 = t.name;
   }
-  return best.empty() ? content : best;
+  auto add = [](std::vector<std::string>& to, const std::string& layer) {
+    if (!layer.empty() && std::find(to.begin(), to.end(), layer) == to.end()) to.push_back(layer);
+  };
+  content_layers_.clear();
+  appearance_layers_.clear();
+  add(content_layers_, content);
+  add(content_layers_, before);
+  add(appearance_layers_, stride2);
+  add(appearance_layers_, stride4);
+  if (appearance_layers_.empty()) add(appearance_layers_, content);
 }
 
 void Classifier::check_lesion(Executor& ex, Prediction& p, Timings& timings) const {
+  if (content_layers_.empty()) {
+    p.lesion_check = lesion_check_unavailable(check_options_.mode, check_unavailable_);
+    return;
+  }
   auto start = Clock::now();
-  auto features = [&](const std::string& layer, bool stds) {
-    Tensor a = ex.get(layer);
-    const Shape& s = a.shape();
-    return stds ? channel_means_and_stds(a.data<float>(), s[1], s[2] * s[3]) : channel_means(a.data<float>(), s[1], s[2] * s[3]);
+  auto features = [&](const std::vector<std::string>& layers, bool stds) {
+    std::vector<double> out;
+    for (const auto& layer : layers) {
+      Tensor a = ex.get(layer);
+      const Shape& s = a.shape();
+      auto f = stds ? channel_means_and_stds(a.data<float>(), s[1], s[2] * s[3]) : channel_means(a.data<float>(), s[1], s[2] * s[3]);
+      out.insert(out.end(), f.begin(), f.end());
+    }
+    return out;
   };
-  p.lesion_features.content = features(content_layer_, false);
-  p.lesion_features.appearance = features(appearance_layer_, true);
+  p.lesion_features.content = features(content_layers_, false);
+  p.lesion_features.appearance = features(appearance_layers_, true);
   p.lesion_check = check_ ? run_lesion_check(*check_, p.lesion_features, check_options_.mode, check_options_.threshold)
                           : lesion_check_unavailable(check_options_.mode, check_unavailable_);
   timings["lesion_check"] = ms_since(start);
@@ -336,7 +383,9 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
     PlanOptions opts;
     const auto& p = card_.preprocess;
     opts.input_shapes[card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
-    opts.keep = {layer, model_.logits, content_layer_, appearance_layer_};
+    opts.keep = {layer, model_.logits};
+    opts.keep.insert(opts.keep.end(), content_layers_.begin(), content_layers_.end());
+    opts.keep.insert(opts.keep.end(), appearance_layers_.begin(), appearance_layers_.end());
     opts.backward_from = {model_.logits};
     opts.backward_to = {layer};
     planned = plans_->explain.emplace(layer, std::make_unique<Executor>(model_.graph, opts)).first;

@@ -54,6 +54,7 @@ struct LesionCheckOptions {
   LesionCheckMode mode = LesionCheckMode::on;
   std::string path;      // empty: `<model stem>.check.json` beside the model, when it exists
   double threshold = 0;  // > 0: replaces the fitted threshold
+  bool fitting = false;  // dermal fit-check: ignore any statistics, read the default layers
 };
 
 struct ExplainRequest {
@@ -100,11 +101,11 @@ class Classifier {
 
   const formats::ModelCard& card() const { return card_; }
   // The lesion check's statistics (null when the model has none) and the layers it reads: the
-  // fitted ones, or for fitting, the content layer ("auto") and the last layer at stride 4 or less.
+  // fitted ones, or for fitting, those default_lesion_layers() chooses.
   const LesionCheckStats* lesion_check() const { return check_ ? &*check_ : nullptr; }
   const LesionCheckOptions& lesion_check_options() const { return check_options_; }
-  const std::string& content_layer() const { return content_layer_; }
-  const std::string& appearance_layer() const { return appearance_layer_; }
+  const std::vector<std::string>& content_layers() const { return content_layers_; }
+  const std::vector<std::string>& appearance_layers() const { return appearance_layers_; }
   const formats::LoadedModel& model() const { return model_; }
   vision::DecodeLimits& limits() { return limits_; }
   size_t planned_activation_bytes() const;
@@ -115,7 +116,7 @@ class Classifier {
   Prediction to_prediction(const engine::Tensor& logits) const;
   // Reads the check's features from an executor that kept its layers, and runs the check.
   void check_lesion(engine::Executor& ex, Prediction& p, Timings& timings) const;
-  std::string default_appearance_layer() const;
+  void default_lesion_layers();
   std::vector<float> score_cam(const engine::Tensor& input, const engine::Tensor& activation, int class_index,
                                int batch);
 
@@ -125,7 +126,7 @@ class Classifier {
   std::optional<LesionCheckStats> check_;
   LesionCheckOptions check_options_;
   std::string check_unavailable_;  // why, when check_ is empty
-  std::string content_layer_, appearance_layer_;
+  std::vector<std::string> content_layers_, appearance_layers_;
   std::unique_ptr<Plans> plans_;
   std::mutex mutex_;
 };

@@ -337,13 +337,14 @@ LesionCheckStats parse_lesion_check(const std::string& text, const std::string& 
   LesionCheckStats s;
   s.source = source;
   try {
-    s.content_layer = j.at("content_layer").get<std::string>();
-    s.appearance_layer = j.at("appearance_layer").get<std::string>();
+    s.content_layers = j.at("content_layers").get<std::vector<std::string>>();
+    s.appearance_layers = j.at("appearance_layers").get<std::vector<std::string>>();
     s.threshold = j.at("threshold").get<double>();
   } catch (const json::exception& e) {
     bad_file(source, std::string("malformed (") + e.what() + ")");
   }
   if (!(s.threshold > 0) || !std::isfinite(s.threshold)) bad_file(source, "threshold must be a positive number");
+  if (s.content_layers.empty() || s.appearance_layers.empty()) bad_file(source, "no layers named");
   s.content = model_from_json(j.value("content", json()), source, "content");
   s.appearance = model_from_json(j.value("appearance", json()), source, "appearance");
   s.fitted = j.value("fitted", json::object());
@@ -361,13 +362,13 @@ LesionCheckStats load_lesion_check(const std::string& path) {
 std::string lesion_check_to_json(const LesionCheckStats& s) {
   json j{{"lesion_check_version", kFileVersion},
          {"about", "Dermal's lesion check for one model (dermal fit-check; docs/lesion_check.md)"},
-         {"content_layer", s.content_layer},
-         {"appearance_layer", s.appearance_layer},
+         {"content_layers", s.content_layers},
+         {"appearance_layers", s.appearance_layers},
          {"threshold", s.threshold},
          {"fitted", s.fitted},
          {"content", model_json(s.content)},
          {"appearance", model_json(s.appearance)}};
-  return j.dump(1) + "\n";
+  return j.dump() + "\n";  // one line: about 100,000 numbers
 }
 
 }  // namespace dermal::explain

@@ -5,12 +5,13 @@
 // Two distances from the lesion images the check was fitted on (docs/lesion_check.md has the
 // study that chose them):
 //  - content: the Mahalanobis distance of the penultimate features (the channel means of the last
-//    spatial layer, what global pooling feeds the classifier) to the nearest class mean, with one
-//    shared covariance (Lee et al., NeurIPS 2018); classes are the model's own top classes, so
-//    fitting needs no labels;
-//  - appearance: the Mahalanobis distance of an early layer's per-channel means and standard
-//    deviations to their mean: colour, texture and blur, the low-level statistics that differ
-//    between a dermoscopy image and a photo (Sastry & Oore, ICML 2020, in its cheapest form).
+//    spatial layer, what global pooling feeds the classifier, and of the last layer at the
+//    resolution before it) to the nearest class mean, with one shared covariance (Lee et al.,
+//    NeurIPS 2018); classes are the model's own top classes, so fitting needs no labels;
+//  - appearance: the Mahalanobis distance of early layers' per-channel means and standard
+//    deviations (the last layers at strides 2 and 4) to their mean: colour, texture and blur, the
+//    low-level statistics that differ between a dermoscopy image and a photo (Sastry & Oore,
+//    ICML 2020, in its cheapest form).
 // Each distance is divided by its value at the fitting images' pass quantile, and the score is the
 // larger of the two: the image passes when score <= threshold (1 unless overridden).
 //
@@ -36,8 +37,8 @@ const char* lesion_check_mode_name(LesionCheckMode mode);
 
 // What the check reads from one forward pass.
 struct LesionFeatures {
-  std::vector<double> content;     // channel means of the content layer
-  std::vector<double> appearance;  // channel means, then channel standard deviations, of the appearance layer
+  std::vector<double> content;     // channel means of each content layer
+  std::vector<double> appearance;  // channel means, then channel standard deviations, of each appearance layer
 };
 
 // A Mahalanobis distance: (x - m)' P (x - m) to the nearest of the means, divided by `scale`.
@@ -57,8 +58,8 @@ struct MahalanobisModel {
 };
 
 struct LesionCheckStats {
-  std::string content_layer;     // tensor names in the model the check was fitted for
-  std::string appearance_layer;
+  // Tensor names in the model the check was fitted for; the features are their statistics, in order.
+  std::vector<std::string> content_layers, appearance_layers;
   MahalanobisModel content, appearance;
   double threshold = 1;          // the fitted pass threshold on the score
   nlohmann::json fitted;         // what it was fitted on, and how it did (for /health and docs)

@@ -52,7 +52,7 @@ explain::Classifier& ModelHost::get() {
     s.lesion_check["threshold"] = check_.threshold > 0 ? check_.threshold : stats->threshold;
     s.lesion_check["fitted_threshold"] = stats->threshold;
     s.lesion_check["statistics_bytes"] = stats->bytes();
-    s.lesion_check["layers"] = {{"content", stats->content_layer}, {"appearance", stats->appearance_layer}};
+    s.lesion_check["layers"] = {{"content", stats->content_layers}, {"appearance", stats->appearance_layers}};
     s.lesion_check["fitted"] = stats->fitted;
   }
   std::lock_guard<std::mutex> lock(mutex_);

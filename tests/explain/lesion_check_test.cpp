@@ -132,12 +132,12 @@ TEST(LesionCheck, ResultsAndTheirJson) {
 TEST(LesionCheck, FileRoundTripAndRefusals) {
   auto fit = cross(2, 0.5, 10);
   auto stats = explain::fit_lesion_check(fit, std::vector<int>(fit.size(), 0), cross(2, 0.5, 5), std::vector<int>(20, 0), 0.95);
-  stats.content_layer = "c";
-  stats.appearance_layer = "a";
+  stats.content_layers = {"c"};
+  stats.appearance_layers = {"a1", "a2"};
   const std::string text = explain::lesion_check_to_json(stats);
   auto back = explain::parse_lesion_check(text, "test");
-  EXPECT_EQ(back.content_layer, "c");
-  EXPECT_EQ(back.appearance_layer, "a");
+  EXPECT_EQ(back.content_layers, std::vector<std::string>{"c"});
+  EXPECT_EQ(back.appearance_layers, (std::vector<std::string>{"a1", "a2"}));
   for (auto [x, y] : {std::pair{1.0, 0.0}, {0.3, -0.7}})
     EXPECT_NEAR(back.content.distance({x, y}), stats.content.distance({x, y}), 1e-5 * stats.content.distance({x, y}));
   const auto bad = {ErrorKind::invalid_model};
@@ -170,14 +170,15 @@ explain::LesionCheckResult check_file(explain::Classifier& clf, const std::strin
   return clf.predict(clf.decode(bytes.data(), bytes.size(), t), t).lesion_check;
 }
 
-// Six of the eight sample photos of the issue. The other two, the cat (chelsea.png, score 0.43) and
-// the grey cameraman (camera.png, 0.77), pass the bundled model's check: its features, learnt from
-// scratch on dermoscopy images, put them among the lesions (docs/lesion_check.md; issue 12 open).
+// Seven of the eight sample photos of the issue. The eighth, the cat (chelsea.png, score 0.6),
+// passes the bundled model's check: its features, learnt from scratch on dermoscopy images, put it
+// among the lesions (docs/lesion_check.md).
 TEST(LesionCheckBundled, RefusesDebianSamplePhotos) {
   auto clf = explain::Classifier::load(kModel);
   ASSERT_NE(clf->lesion_check(), nullptr) << "models/skinnet_ham_isic160.check.json is missing";
   const std::string dir = "/usr/lib/python3/dist-packages/skimage/data/";
-  for (const char* name : {"coffee.png", "astronaut.png", "rocket.jpg", "grass.png", "brick.png", "hubble_deep_field.jpg"}) {
+  for (const char* name : {"coffee.png", "astronaut.png", "rocket.jpg", "grass.png", "brick.png", "camera.png",
+                           "hubble_deep_field.jpg"}) {
     auto r = check_file(*clf, dir + name);
     EXPECT_TRUE(r.available) << name;
     EXPECT_FALSE(r.passed) << name << ": score " << r.score << " threshold " << r.threshold;
@@ -185,20 +186,19 @@ TEST(LesionCheckBundled, RefusesDebianSamplePhotos) {
   }
 }
 
-// Test-split images only (never fitted on): the first 100 of HAM10000's and of the ISIC 2017 part's.
-// Over the whole splits (tools/lesion_check/measure.py) 99.2% and 96.7% pass; of these first 100,
-// 91 of the ISIC part's.
+// Test-split images only (never fitted on): 100 spread evenly over HAM10000's and over the ISIC
+// 2017 part's (every class). Over the whole splits (tools/lesion_check/measure.py) 99.7% and
+// 96.1% pass.
 TEST(LesionCheckBundled, PassesHeldOutLesionImages) {
   auto clf = explain::Classifier::load(kModel);
   auto pass_rate = [&](const std::string& csv, const std::string& images, auto is_test) {
     std::ifstream list(csv);
-    int passed = 0, total = 0;
-    for (std::string line; std::getline(list, line) && total < 100;)
-      if (is_test(line)) {
-        passed += check_file(*clf, images + line.substr(0, line.find(',')) + ".jpg").passed;
-        ++total;
-      }
-    EXPECT_EQ(total, 100) << csv;
+    std::vector<std::string> ids;
+    for (std::string line; std::getline(list, line);)
+      if (is_test(line)) ids.push_back(line.substr(0, line.find(',')));
+    EXPECT_GE(ids.size(), 100u) << csv;
+    int passed = 0;
+    for (size_t i = 0; i < 100; ++i) passed += check_file(*clf, images + ids[ids.size() * i / 100] + ".jpg").passed;
     return passed / 100.0;
   };
   const std::string shared = DERMAL_SHARED_DIR;
@@ -207,7 +207,7 @@ TEST(LesionCheckBundled, PassesHeldOutLesionImages) {
             0.97);
   EXPECT_GE(pass_rate(std::string(DERMAL_SOURCE_DIR) + "/tools/train/isic2017_split.csv", shared + "/data/isic2017/images/",
                       [](const std::string& l) { return l.size() > 5 && l.substr(l.size() - 5) == ",test"; }),
-            0.90);
+            0.95);
 }
 
 TEST(LesionCheckBundled, ModelWithoutStatisticsIsReportedUnchecked) {

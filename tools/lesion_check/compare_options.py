@@ -216,6 +216,51 @@ def main():
         row += ["%.1f%%" % (100 * np.mean(s[o] > thr)) for o in ood]
         print("| %s | %s |" % (name, " | ".join(row)))
 
+    per_source_study(feats, len(ham("val")))
+
+
+def per_source_study(F, ham_val):
+    """Thresholds per source (as `dermal fit-check` sets them: the larger of HAM10000 val's and
+    ISIC val's 99th percentile), and the layers read by each part."""
+    L = {k.split("/")[-2]: k for k in F["fit"] if k not in ("logits", "input")}
+
+    def feat(k, spec):
+        cols = []
+        for lay, kind in spec:
+            X = F[k][L[lay]]
+            cols.append(X[:, :X.shape[1] // 2] if kind == "m" else X)
+        return np.concatenate(cols, 1)
+
+    def part(spec, classes, q=0.99):
+        X = feat("fit", spec)
+        if classes:
+            means, p = class_maha_fit(X, F["fit"]["logits"].argmax(1))
+            fn = lambda Z: class_maha(Z, means, p)
+        else:
+            m, p = gaussian(X)
+            fn = lambda Z: maha(Z, m, p)
+        v = fn(feat("val", spec))
+        scale = max(np.quantile(v[:ham_val], q), np.quantile(v[ham_val:], q))
+        return {k: fn(feat(k, spec)) / scale for k in F}
+
+    configs = {
+        "content blocks.7 + appearance blocks.3": [([("blocks.7", "m")], True), ([("blocks.3", "ms")], False)],
+        "content blocks.7 + appearance stem.5, blocks.3": [([("blocks.7", "m")], True), ([("stem.5", "ms"), ("blocks.3", "ms")], False)],
+        "content blocks.7, blocks.5 + appearance blocks.3": [([("blocks.7", "m"), ("blocks.5", "m")], True), ([("blocks.3", "ms")], False)],
+        "content blocks.7 + appearance blocks.1, .3, .5": [([("blocks.7", "m")], True), ([("blocks.1", "ms"), ("blocks.3", "ms"), ("blocks.5", "ms")], False)],
+        "content blocks.7, blocks.5 + appearance stem.5, blocks.3": [([("blocks.7", "m"), ("blocks.5", "m")], True), ([("stem.5", "ms"), ("blocks.3", "ms")], False)],
+    }
+    print()
+    print("| parts (thresholds per source) | HAM test pass | ISIC test pass | natural photos refused | synthetic | text | skin |")
+    print("|---|---|---|---|---|---|---|")
+    for name, parts in configs.items():
+        P = [part(spec, classes) for spec, classes in parts]
+        s = {k: np.max(np.stack([p[k] for p in P]), 0) for k in F}
+        natural = np.concatenate([s["photos"], s["wallpapers"]])
+        print("| %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% |" % (
+            name, 100 * (s["ham_test"] <= 1).mean(), 100 * (s["isic_test"] <= 1).mean(), 100 * (natural > 1).mean(),
+            100 * (s["synthetic"] > 1).mean(), 100 * (s["text"] > 1).mean(), 100 * (s["skin"] > 1).mean()))
+
 
 if __name__ == "__main__":
     main()
