@@ -62,9 +62,13 @@ step() { step_start=$(date +%s); echo "== $1" >&2; }
 step_done() { echo "   $1: $(( $(date +%s) - step_start )) s" >&2; times_report+=("$1: $(( $(date +%s) - step_start )) s"); }
 times_report=()
 
-# Runs a command inside the root as a new user's login shell would: a clean environment.
+# Runs a command inside the root as a new user's login shell would: a clean environment. The one
+# thing carried in is this host's own network trust: where outbound TLS passes a proxy with its
+# own certificate authority (NODE_EXTRA_CA_CERTS here), npm in the root must trust it too. A new
+# machine on an open network needs nothing of the kind.
+extra_ca=()
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb "${extra_ca[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /work/main && $1"
 }
@@ -87,6 +91,11 @@ mount --bind /dev "$root/dev"; mounted+=("$root/dev")
 mount -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666 2>/dev/null && mounted+=("$root/dev/pts") || true
 mount -t tmpfs tmpfs "$root/dev/shm"; mounted+=("$root/dev/shm")  # Chromium needs a shared-memory mount
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
+  cp -L "$NODE_EXTRA_CA_CERTS" "$root/etc/host-extra-ca.crt"
+  extra_ca=(NODE_EXTRA_CA_CERTS=/etc/host-extra-ca.crt)
+  echo "   npm in the root trusts this host's NODE_EXTRA_CA_CERTS ($NODE_EXTRA_CA_CERTS)" >&2
+fi
 step_done "copy"
 
 step "./run --version (set-up + Release build)"
