@@ -99,10 +99,11 @@ TEST(Normalize, RefusesBadSettings) {
 }
 
 // The baseline models' preprocessing, end to end: JPEG bytes -> tensor, against the batch that
-// tools/reference/make_model_reference.py computed with PIL and float64 (ctest's torch_reference).
+// tools/reference/make_model_reference.py computed with PIL and float64 (ctest's torch_reference;
+// this case runs in the models_vs_pytorch entry, after it).
 TEST(Normalize, MatchesTheModelReferenceInputs) {
   const std::string dir = DERMAL_REFERENCE_DIR;
-  if (!std::filesystem::exists(dir + "/manifest.json")) GTEST_SKIP() << "run ctest's torch_reference first";
+  ASSERT_TRUE(std::filesystem::exists(dir + "/manifest.json")) << "run ctest's torch_reference first";
   auto manifest = nlohmann::json::parse(read_bytes(dir + "/manifest.json"));
   Bytes inputs = read_bytes(dir + "/" + manifest["inputs"]["file"].get<std::string>());
   Preprocess p;
