@@ -62,8 +62,7 @@ std::vector<std::string> parse_labels(const std::string& arg) {
 
 }  // namespace
 
-std::string default_model_path() {
-  if (const char* env = std::getenv("MODEL_PATH"); env && *env) return env;
+std::vector<std::string> bundled_model_dirs() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   std::vector<fs::path> candidates;
@@ -72,8 +71,16 @@ std::string default_model_path() {
     candidates = {dir / "models", dir.parent_path() / "models", dir.parent_path() / "share" / "dermal" / "models"};
   }
   candidates.push_back(fs::current_path(ec) / "models");
+  std::vector<std::string> out;
   for (const auto& c : candidates)
-    if (fs::exists(c / kDefaultModel, ec)) return (c / kDefaultModel).string();
+    if (fs::exists(c / kDefaultModel, ec)) out.push_back(c.string());
+  return out;
+}
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("MODEL_PATH"); env && *env) return env;
+  const auto dirs = bundled_model_dirs();
+  if (!dirs.empty()) return (fs::path(dirs.front()) / kDefaultModel).string();
   throw Error(ErrorKind::invalid_input, std::string("no model given and the bundled ") + kDefaultModel +
                                             " was not found: pass --model or set MODEL_PATH");
 }
@@ -82,7 +89,7 @@ std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
   formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
   explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
-                                    o.fitting_check};
+                                    bundled_model_dirs(), o.fitting_check, o.fit_backbone};
   return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
 }
 

@@ -22,12 +22,15 @@ struct ModelOptions {
   std::string check_file;           // --check: statistics file (default: <model stem>.check.json)
   double check_threshold = 0;       // --check-threshold: 0 keeps the fitted one
   bool fitting_check = false;       // set by fit-check: read the check's layers, load no statistics
+  std::string fit_backbone;         // set by fit-check: the backbone to read instead (empty: the model's layers)
 };
 
 // eval passes labels_flag = false: its --labels is the CSV of true labels.
 void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag = true);
 // MODEL_PATH, then models/ beside the executable (build tree or install), then ./models.
 std::string default_model_path();
+// The folders holding the bundled models (where the lesion check's backbone is found too).
+std::vector<std::string> bundled_model_dirs();
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o);
 // The whole file, refused when larger than max_bytes (before reading it).
 std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes);

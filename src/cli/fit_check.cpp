@@ -1,5 +1,7 @@
-// dermal fit-check [--model M] --images DIR... [--out FILE] [--pass-rate P] [--ood DIR...]: fits the
-// lesion check for a model from the user's own in-domain images (docs/lesion_check.md).
+// dermal fit-check [--model M] --images DIR... [--out FILE] [--pass-rate P] [--ood DIR...]
+//                  [--backbone FILE|model]: fits the lesion check for a model from the user's own
+// in-domain images (docs/lesion_check.md). By default it reads the bundled ImageNet-pretrained
+// backbone; `--backbone model` reads the classifier's own layers instead.
 //
 // One image in five (chosen by a hash of its name, so the split is the same on every run) is held
 // back to set the threshold; the others give the means and covariances. Classes are the model's own
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -29,7 +32,10 @@ struct FitCheckOptions {
   std::string out;
   double pass_rate = 0.99;
   int limit = 0;
+  std::string backbone;  // empty: the bundled one; "model": the classifier's own layers
 };
+
+constexpr const char* kBundledBackbone = "lesion_backbone_mnv2_112.onnx";
 
 struct Listed {
   std::string path;
@@ -112,6 +118,14 @@ std::vector<Measured> measure(explain::Classifier& clf, const std::vector<Listed
 
 int run_fit_check(FitCheckOptions o) {
   o.model.fitting_check = true;  // fit on the layers the rule chooses, whatever file exists
+  if (o.backbone.empty()) {
+    const auto dirs = bundled_model_dirs();
+    if (dirs.empty() || !fs::exists(fs::path(dirs.front()) / kBundledBackbone))
+      throw Error(ErrorKind::invalid_input, std::string("the bundled lesion-check backbone ") + kBundledBackbone +
+                                                " was not found: pass --backbone FILE, or --backbone model");
+    o.backbone = (fs::path(dirs.front()) / kBundledBackbone).string();
+  }
+  if (o.backbone != "model") o.model.fit_backbone = o.backbone;
   auto clf = load_classifier(o.model);
   const std::string model_path = o.model.model.empty() ? default_model_path() : o.model.model;
   const auto start = std::chrono::steady_clock::now();
@@ -135,6 +149,10 @@ int run_fit_check(FitCheckOptions o) {
       explain::fit_lesion_check(fit_features, classes, calibration_features, sources, o.pass_rate);
   stats.content_layers = clf->content_layers();
   stats.appearance_layers = clf->appearance_layers();
+  if (const explain::LesionBackbone* b = clf->lesion_backbone()) {
+    stats.backbone_file = fs::path(b->path()).filename().string();
+    stats.backbone_layers = b->layers();
+  }
 
   auto pass_rate = [&](const std::vector<Measured>& ms) {
     size_t passed = 0;
@@ -157,9 +175,13 @@ int run_fit_check(FitCheckOptions o) {
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
     return out;
   };
-  std::printf("lesion check for %s\n  content     %d features from %s\n  appearance  %d features from %s\n",
-              model_path.c_str(), stats.content.dims, joined(stats.content_layers).c_str(), stats.appearance.dims,
-              joined(stats.appearance_layers).c_str());
+  std::printf("lesion check for %s\n", model_path.c_str());
+  for (auto [name, model, layers] : {std::tuple{"backbone", &stats.backbone, &stats.backbone_layers},
+                                     std::tuple{"content", &stats.content, &stats.content_layers},
+                                     std::tuple{"appearance", &stats.appearance, &stats.appearance_layers}})
+    if (!layers->empty())
+      std::printf("  %-11s %d features from %s%s\n", name, model->dims, joined(*layers).c_str(),
+                  model == &stats.backbone ? (" of " + clf->lesion_backbone()->path()).c_str() : "");
   std::printf("  fitted on %zu images; %zu held back pass at %.1f%%\n", fit.size(), calibration.size(),
               100 * pass_rate(calibration));
   for (size_t i = 0; i < o.images.size(); ++i) {
@@ -194,6 +216,9 @@ Command add_fit_check(CLI::App& app) {
   app.add_option("--out,-o", o->out, "Where to write the statistics (default: <model stem>.check.json beside it)");
   app.add_option("--pass-rate", o->pass_rate, "Share of held-back in-domain images that must pass (default 0.99)")
       ->check(CLI::Range(0.51, 0.9999));
+  app.add_option("--backbone", o->backbone,
+                 std::string("The network the check reads: an ONNX file whose outputs are feature maps, or 'model' for "
+                             "the classifier's own layers (default: the bundled ") + kBundledBackbone + ")");
   app.add_option("--limit", o->limit, "At most this many images from each --images argument")->check(CLI::PositiveNumber);
   return [o] { return run_fit_check(*o); };
 }

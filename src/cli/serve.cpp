@@ -44,6 +44,7 @@ int run_serve(ServeOptions& o) {
   sources.env_file_required = o.env_file_option->count() > 0;
   serve::ServeConfig config = serve::load_config(sources);
   if (config.model_path.empty()) config.model_path = default_model_path();
+  config.bundled_model_dirs = bundled_model_dirs();
 
   serve::Server server(config);
   server.bind();

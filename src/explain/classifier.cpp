@@ -60,6 +60,19 @@ void flip_map_width(std::vector<float>& map, int width, int height) {
   for (int y = 0; y < height; ++y) std::reverse(map.begin() + y * width, map.begin() + (y + 1) * width);
 }
 
+// The backbone the statistics name: beside the statistics, else in the folders the front end
+// gives (the bundled models). Its outputs must be the layers the statistics were fitted on.
+std::unique_ptr<LesionBackbone> load_backbone(const LesionCheckStats& stats, const std::string& stats_path,
+                                              const std::vector<std::string>& dirs) {
+  std::vector<std::filesystem::path> candidates{std::filesystem::path(stats_path).parent_path() / stats.backbone_file};
+  for (const auto& d : dirs) candidates.push_back(std::filesystem::path(d) / stats.backbone_file);
+  std::error_code ec;
+  for (const auto& c : candidates)
+    if (std::filesystem::is_regular_file(c, ec)) return LesionBackbone::load(c.string(), stats.backbone_layers);
+  throw Error(ErrorKind::invalid_model, "lesion-check statistics " + stats_path + " read the backbone " +
+                                            stats.backbone_file + ", which is neither beside them nor among the bundled models");
+}
+
 }  // namespace
 
 // Executors planned once and reused: one for predictions, one per explained layer.
@@ -108,7 +121,15 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
     for (const auto* layers : {&c->content_layers_, &c->appearance_layers_})
       for (const auto& layer : *layers)
         if (!c->model_.graph->producer(layer)) throw not_fitting("it has no layer '" + layer + "'");
+    if (!c->check_->backbone_file.empty()) {
+      c->backbone_ = load_backbone(*c->check_, check_path, check.backbone_dirs);
+      if (c->backbone_->channels() * 2 != c->check_->backbone.dims)
+        throw not_fitting("its backbone " + c->backbone_->path() + " has " + std::to_string(c->backbone_->channels()) +
+                          " channels, the statistics " + std::to_string(c->check_->backbone.dims / 2));
+    }
   }
+  if (check.fitting && !check.fit_backbone.empty())
+    c->backbone_ = LesionBackbone::load(check.fit_backbone, {});
   // One plan keeps the logits (an inner tensor when the model ends in softmax) and the layers the
   // check reads; without statistics (and not fitting them) none is kept from buffer reuse.
   auto plan = [&] {
@@ -122,7 +143,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
     c->plans_->tensors = c->plans_->predict->tensor_infos();
   };
   plan();
-  if (check.fitting) {  // the rule chooses among the planned tensors; then plan again keeping them
+  if (check.fitting && !c->backbone_) {  // the rule chooses among the planned tensors; then plan again keeping them
     c->default_lesion_layers();
     plan();
   }
@@ -181,9 +202,14 @@ void Classifier::default_lesion_layers() {
   if (appearance_layers_.empty()) add(appearance_layers_, content);
 }
 
-void Classifier::check_lesion(Executor& ex, Prediction& p, Timings& timings) const {
-  if (content_layers_.empty()) {
+void Classifier::check_lesion(Executor& ex, const vision::Image* image, Prediction& p, Timings& timings) {
+  if (!check_ && !check_options_.fitting) {
     p.lesion_check = lesion_check_unavailable(check_options_.mode, check_unavailable_);
+    return;
+  }
+  if (backbone_ && !image) {
+    p.lesion_check = lesion_check_unavailable(check_options_.mode, "the lesion check reads the image, and was given "
+                                                                   "only the model's input tensor: not checked");
     return;
   }
   auto start = Clock::now();
@@ -199,6 +225,7 @@ void Classifier::check_lesion(Executor& ex, Prediction& p, Timings& timings) con
   };
   p.lesion_features.content = features(content_layers_, false);
   p.lesion_features.appearance = features(appearance_layers_, true);
+  if (backbone_) p.lesion_features.backbone = backbone_->features(*image);
   p.lesion_check = check_ ? run_lesion_check(*check_, p.lesion_features, check_options_.mode, check_options_.threshold)
                           : lesion_check_unavailable(check_options_.mode, check_unavailable_);
   timings["lesion_check"] = ms_since(start);
@@ -242,10 +269,12 @@ Prediction Classifier::predict(const vision::Image& image, Timings& timings) {
   auto start = Clock::now();
   Tensor x = input_tensor(image);
   timings["preprocess"] = ms_since(start);
-  return predict_input(x, timings);
+  return predict_tensor(x, &image, timings);
 }
 
-Prediction Classifier::predict_input(const Tensor& x, Timings& timings) {
+Prediction Classifier::predict_input(const Tensor& x, Timings& timings) { return predict_tensor(x, nullptr, timings); }
+
+Prediction Classifier::predict_tensor(const Tensor& x, const vision::Image* image, Timings& timings) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto start = Clock::now();
   Executor& ex = *plans_->predict;
@@ -253,7 +282,7 @@ Prediction Classifier::predict_input(const Tensor& x, Timings& timings) {
   ex.forward();
   Prediction p = to_prediction(ex.get(model_.logits));
   timings["infer"] = ms_since(start);
-  check_lesion(ex, p, timings);
+  check_lesion(ex, image, p, timings);
   return p;
 }
 
@@ -369,11 +398,16 @@ Explanation Classifier::explain(const vision::Image& image, const ExplainRequest
   auto start = Clock::now();
   Tensor x = input_tensor(image);
   timings["preprocess"] = ms_since(start);
-  return explain_input(x, image.width, image.height, request, timings);
+  return explain_tensor(x, &image, image.width, image.height, request, timings);
 }
 
 Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int heatmap_height,
                                       const ExplainRequest& request, Timings& timings) {
+  return explain_tensor(x, nullptr, heatmap_width, heatmap_height, request, timings);
+}
+
+Explanation Classifier::explain_tensor(const Tensor& x, const vision::Image* image, int heatmap_width,
+                                       int heatmap_height, const ExplainRequest& request, Timings& timings) {
   auto start = Clock::now();
   const std::string layer = resolve_layer(request.layer == "auto" ? card_.explain_layer : request.layer);
   std::lock_guard<std::mutex> lock(mutex_);
@@ -406,7 +440,7 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
     if (prediction) {
       *prediction = to_prediction(logits);
       e.class_index = resolve_class(request.target, *prediction);
-      check_lesion(ex, *prediction, timings);
+      check_lesion(ex, image, *prediction, timings);
     }
     if (request.method == CamMethod::eigencam) return eigen_cam(activation);
     if (request.method == CamMethod::scorecam) return score_cam(in, activation, e.class_index, request.score_cam_batch);
@@ -430,7 +464,8 @@ Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int he
   e.cam = cam;
   e.class_code = card_.labels[e.class_index].code;
   timings["infer"] = infer_ms;
-  timings["explain"] = ms_since(start) - infer_ms - timings["lesion_check"];
+  const auto checked = timings.find("lesion_check");  // absent when the model is unchecked
+  timings["explain"] = ms_since(start) - infer_ms - (checked == timings.end() ? 0.0 : checked->second);
   start = Clock::now();
   e.heatmap = vision::upsample_bilinear(vision::FloatMap{e.grid_width, e.grid_height, e.cam}, heatmap_width, heatmap_height);
   timings["explain"] += ms_since(start);

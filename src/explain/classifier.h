@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "explain/cam.h"
+#include "explain/lesion_backbone.h"
 #include "explain/lesion_check.h"
 #include "formats/model_card.h"
 #include "vision/decode.h"
@@ -54,7 +55,11 @@ struct LesionCheckOptions {
   LesionCheckMode mode = LesionCheckMode::on;
   std::string path;      // empty: `<model stem>.check.json` beside the model, when it exists
   double threshold = 0;  // > 0: replaces the fitted threshold
-  bool fitting = false;  // dermal fit-check: ignore any statistics, read the default layers
+  // Where to look for the backbone the statistics name, after the statistics' own folder (the
+  // bundled models' folder: front ends know where it is; the engine does not).
+  std::vector<std::string> backbone_dirs;
+  bool fitting = false;       // dermal fit-check: ignore any statistics, read the default layers
+  std::string fit_backbone;   // when fitting: read this backbone instead of the classifier's layers
 };
 
 struct ExplainRequest {
@@ -88,7 +93,8 @@ class Classifier {
   Prediction predict(const vision::Image& image, Timings& timings);
   Explanation explain(const vision::Image& image, const ExplainRequest& request, Timings& timings);
   // The same from an input tensor already prepared per the card ([1,3,H,W] or [1,H,W,3]); the
-  // heatmap is upsampled to heatmap_width x heatmap_height.
+  // heatmap is upsampled to heatmap_width x heatmap_height. A check that reads a backbone needs
+  // the image: from a tensor alone it is reported unavailable, never passed.
   Prediction predict_input(const engine::Tensor& input, Timings& timings);
   Explanation explain_input(const engine::Tensor& input, int heatmap_width, int heatmap_height,
                             const ExplainRequest& request, Timings& timings);
@@ -106,6 +112,7 @@ class Classifier {
   const LesionCheckOptions& lesion_check_options() const { return check_options_; }
   const std::vector<std::string>& content_layers() const { return content_layers_; }
   const std::vector<std::string>& appearance_layers() const { return appearance_layers_; }
+  const LesionBackbone* lesion_backbone() const { return backbone_.get(); }
   const formats::LoadedModel& model() const { return model_; }
   vision::DecodeLimits& limits() { return limits_; }
   size_t planned_activation_bytes() const;
@@ -114,8 +121,12 @@ class Classifier {
   Classifier() = default;
   struct Plans;
   Prediction to_prediction(const engine::Tensor& logits) const;
-  // Reads the check's features from an executor that kept its layers, and runs the check.
-  void check_lesion(engine::Executor& ex, Prediction& p, Timings& timings) const;
+  Prediction predict_tensor(const engine::Tensor& input, const vision::Image* image, Timings& timings);
+  Explanation explain_tensor(const engine::Tensor& input, const vision::Image* image, int heatmap_width,
+                             int heatmap_height, const ExplainRequest& request, Timings& timings);
+  // Reads the check's features from an executor that kept its layers (and from the backbone, on
+  // the image), and runs the check.
+  void check_lesion(engine::Executor& ex, const vision::Image* image, Prediction& p, Timings& timings);
   void default_lesion_layers();
   std::vector<float> score_cam(const engine::Tensor& input, const engine::Tensor& activation, int class_index,
                                int batch);
@@ -127,6 +138,7 @@ class Classifier {
   LesionCheckOptions check_options_;
   std::string check_unavailable_;  // why, when check_ is empty
   std::vector<std::string> content_layers_, appearance_layers_;
+  std::unique_ptr<LesionBackbone> backbone_;
   std::unique_ptr<Plans> plans_;
   std::mutex mutex_;
 };

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "engine/error.h"
 
@@ -14,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kFileVersion = 1;
+constexpr int kFileVersion = 2;  // 2 added the backbone part; 1 (content + appearance) still reads
 
 [[noreturn]] void bad_file(const std::string& source, const std::string& what) {
   throw Error(ErrorKind::invalid_model, "lesion-check statistics " + source + ": " + what);
@@ -214,7 +215,7 @@ double MahalanobisModel::distance(const std::vector<double>& x) const {
 
 size_t LesionCheckStats::bytes() const {
   auto of = [](const MahalanobisModel& m) { return (m.precision.size() + m.means.size() * m.dims) * sizeof(float); };
-  return of(content) + of(appearance);
+  return of(content) + of(appearance) + of(backbone);
 }
 
 std::vector<double> channel_means(const float* x, int64_t channels, int64_t plane) {
@@ -247,16 +248,24 @@ LesionCheckResult run_lesion_check(const LesionCheckStats& stats, const LesionFe
   LesionCheckResult r;
   r.mode = mode;
   r.available = true;
-  r.content = stats.content.distance(f.content);
-  r.appearance = stats.appearance.distance(f.appearance);
-  r.score = std::max(r.content, r.appearance);
+  const char* largest = "";
+  for (auto [name, model, x, what] : {std::tuple{"backbone", &stats.backbone, &f.backbone, "what it shows is"},
+                                      std::tuple{"content", &stats.content, &f.content, "its content is"},
+                                      std::tuple{"appearance", &stats.appearance, &f.appearance, "its colours and textures are"}}) {
+    if (model->dims == 0) continue;
+    const double d = model->distance(*x);
+    r.parts.emplace_back(name, d);
+    if (r.parts.size() == 1 || d > r.score) {
+      r.score = d;
+      largest = what;
+    }
+  }
   r.threshold = threshold_override > 0 ? threshold_override : stats.threshold;
   r.passed = r.score <= r.threshold;
   if (r.passed) {
     r.reason = "looks like the skin-lesion images the check was fitted on";
   } else {
-    const char* what = r.content >= r.appearance ? "its content" : "its colours and textures";
-    r.reason = std::string("does not look like a skin-lesion image: ") + what + " are far from the lesion images the "
+    r.reason = std::string("does not look like a skin-lesion image: ") + largest + " far from the lesion images the "
                "check was fitted on (score " + fixed(r.score, 2) + " > " + fixed(r.threshold, 2) + ")";
   }
   return r;
@@ -282,7 +291,8 @@ json lesion_check_json(const LesionCheckResult& r) {
   j["passed"] = r.passed;
   j["score"] = round4(r.score);
   j["threshold"] = round4(r.threshold);
-  j["parts"] = {{"content", round4(r.content)}, {"appearance", round4(r.appearance)}};
+  j["parts"] = json::object();
+  for (const auto& [name, d] : r.parts) j["parts"][name] = round4(d);
   return j;
 }
 
@@ -294,30 +304,29 @@ LesionCheckStats fit_lesion_check(const std::vector<LesionFeatures>& fit, const 
                                               std::to_string(fit.size() + calibration.size()) + ")");
   if (!(pass_quantile > 0.5 && pass_quantile < 1))
     throw Error(ErrorKind::invalid_input, "the pass quantile must be between 0.5 and 1");
-  std::vector<const std::vector<double>*> content, appearance;
-  for (const auto& f : fit) {
-    content.push_back(&f.content);
-    appearance.push_back(&f.appearance);
-  }
+  // The parts the features hold: each is fitted, then scaled at the pass quantile of every source.
+  using Part = std::vector<double> LesionFeatures::*;
   LesionCheckStats s;
-  s.content = fit_mahalanobis(content, classes);
-  s.appearance = fit_mahalanobis(appearance, std::vector<int>(fit.size(), 0));  // one Gaussian
-  std::map<int, std::pair<std::vector<double>, std::vector<double>>> by_group;  // content, appearance
-  for (size_t i = 0; i < calibration.size(); ++i) {
-    auto& g = by_group[groups.at(i)];
-    g.first.push_back(s.content.distance(calibration[i].content));
-    g.second.push_back(s.appearance.distance(calibration[i].appearance));
+  std::vector<std::pair<Part, MahalanobisModel*>> parts;
+  for (auto [member, model] : {std::pair{&LesionFeatures::backbone, &s.backbone}, std::pair{&LesionFeatures::content, &s.content},
+                               std::pair{&LesionFeatures::appearance, &s.appearance}})
+    if (!(fit.front().*member).empty()) parts.emplace_back(member, model);
+  if (parts.empty()) throw Error(ErrorKind::internal, "lesion check: no features to fit");
+  for (auto [member, model] : parts) {
+    std::vector<const std::vector<double>*> rows;
+    for (const auto& f : fit) rows.push_back(&(f.*member));
+    // content: the model's classes; the others one Gaussian
+    *model = fit_mahalanobis(rows, member == &LesionFeatures::content ? classes : std::vector<int>(fit.size(), 0));
+    std::map<int, std::vector<double>> by_group;
+    for (size_t i = 0; i < calibration.size(); ++i) by_group[groups.at(i)].push_back(model->distance(calibration[i].*member));
+    double scale = 0;
+    for (const auto& [group, d] : by_group) {
+      if (d.size() < 10 && by_group.size() > 1) continue;  // too few to say where its tail is
+      scale = std::max(scale, quantile(d, pass_quantile));
+    }
+    if (!(scale > 0)) throw Error(ErrorKind::invalid_input, "the in-domain images are all alike: the check cannot be fitted");
+    model->scale = scale;
   }
-  double content_scale = 0, appearance_scale = 0;
-  for (const auto& [group, d] : by_group) {
-    if (d.first.size() < 10 && by_group.size() > 1) continue;  // too few to say where its tail is
-    content_scale = std::max(content_scale, quantile(d.first, pass_quantile));
-    appearance_scale = std::max(appearance_scale, quantile(d.second, pass_quantile));
-  }
-  s.content.scale = content_scale;
-  s.appearance.scale = appearance_scale;
-  if (!(s.content.scale > 0) || !(s.appearance.scale > 0))
-    throw Error(ErrorKind::invalid_input, "the in-domain images are all alike: the check cannot be fitted");
   s.threshold = 1;
   return s;
 }
@@ -331,22 +340,31 @@ LesionCheckStats parse_lesion_check(const std::string& text, const std::string& 
   }
   if (!j.is_object() || !j.contains("lesion_check_version"))
     bad_file(source, "not a lesion-check file (no lesion_check_version)");
-  if (j["lesion_check_version"] != kFileVersion)
+  if (j["lesion_check_version"] != kFileVersion && j["lesion_check_version"] != 1)
     bad_file(source, "version " + j["lesion_check_version"].dump() + " is not supported (expected " +
                          std::to_string(kFileVersion) + ")");
   LesionCheckStats s;
   s.source = source;
   try {
-    s.content_layers = j.at("content_layers").get<std::vector<std::string>>();
-    s.appearance_layers = j.at("appearance_layers").get<std::vector<std::string>>();
+    s.content_layers = j.value("content_layers", std::vector<std::string>());
+    s.appearance_layers = j.value("appearance_layers", std::vector<std::string>());
+    s.backbone_layers = j.value("backbone_layers", std::vector<std::string>());
+    s.backbone_file = j.value("backbone_file", std::string());
     s.threshold = j.at("threshold").get<double>();
   } catch (const json::exception& e) {
     bad_file(source, std::string("malformed (") + e.what() + ")");
   }
   if (!(s.threshold > 0) || !std::isfinite(s.threshold)) bad_file(source, "threshold must be a positive number");
-  if (s.content_layers.empty() || s.appearance_layers.empty()) bad_file(source, "no layers named");
-  s.content = model_from_json(j.value("content", json()), source, "content");
-  s.appearance = model_from_json(j.value("appearance", json()), source, "appearance");
+  if (s.content_layers.empty() && s.appearance_layers.empty() && s.backbone_layers.empty())
+    bad_file(source, "no layers named");
+  if (s.backbone_layers.empty() != s.backbone_file.empty()) bad_file(source, "backbone_file and backbone_layers go together");
+  // The backbone is a file name looked up among known folders, never a path into the machine.
+  if (s.backbone_file.find('/') != std::string::npos || s.backbone_file.find("..") != std::string::npos)
+    bad_file(source, "backbone_file must be a file name, not a path");
+  for (auto [layers, model, name] : {std::tuple{&s.content_layers, &s.content, "content"},
+                                     std::tuple{&s.appearance_layers, &s.appearance, "appearance"},
+                                     std::tuple{&s.backbone_layers, &s.backbone, "backbone"}})
+    if (!layers->empty()) *model = model_from_json(j.value(name, json()), source, name);
   s.fitted = j.value("fitted", json::object());
   return s;
 }
@@ -362,12 +380,16 @@ LesionCheckStats load_lesion_check(const std::string& path) {
 std::string lesion_check_to_json(const LesionCheckStats& s) {
   json j{{"lesion_check_version", kFileVersion},
          {"about", "Dermal's lesion check for one model (dermal fit-check; docs/lesion_check.md)"},
-         {"content_layers", s.content_layers},
-         {"appearance_layers", s.appearance_layers},
          {"threshold", s.threshold},
-         {"fitted", s.fitted},
-         {"content", model_json(s.content)},
-         {"appearance", model_json(s.appearance)}};
+         {"fitted", s.fitted}};
+  if (!s.backbone_layers.empty()) j["backbone_file"] = s.backbone_file;
+  for (auto [layers, model, name] : {std::tuple{&s.content_layers, &s.content, "content"},
+                                     std::tuple{&s.appearance_layers, &s.appearance, "appearance"},
+                                     std::tuple{&s.backbone_layers, &s.backbone, "backbone"}})
+    if (!layers->empty()) {
+      j[std::string(name) + "_layers"] = *layers;
+      j[name] = model_json(*model);
+    }
   return j.dump() + "\n";  // one line: about 100,000 numbers
 }
 

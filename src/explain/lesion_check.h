@@ -2,8 +2,13 @@
 // activations, after the forward pass and before any diagnosis is shown, and refuses photos of
 // cups, cats, text or walls that the classifier would otherwise label with confidence.
 //
-// Two distances from the lesion images the check was fitted on (docs/lesion_check.md has the
-// study that chose them):
+// Distances from the lesion images the check was fitted on (docs/lesion_check.md has the study
+// that chose them), each from a part the statistics file holds:
+//  - backbone (the bundled model's check, and `dermal fit-check`'s default): the Mahalanobis
+//    distance of the channel means and standard deviations of two layers of the check's own small
+//    ImageNet-pretrained network (models/lesion_backbone_mnv2_112.onnx) to their mean. A lesion
+//    classifier trained on 10,000 dermoscopy images knows nothing of cats; a network that learned
+//    from everyday photos does, and it reads the image the same way for every model;
 //  - content: the Mahalanobis distance of the penultimate features (the channel means of the last
 //    spatial layer, what global pooling feeds the classifier, and of the last layer at the
 //    resolution before it) to the nearest class mean, with one shared covariance (Lee et al.,
@@ -13,7 +18,7 @@
 //    low-level statistics that differ between a dermoscopy image and a photo (Sastry & Oore,
 //    ICML 2020, in its cheapest form).
 // Each distance is divided by its value at the fitting images' pass quantile, and the score is the
-// larger of the two: the image passes when score <= threshold (1 unless overridden).
+// largest of them: the image passes when score <= threshold (1 unless overridden).
 //
 //   explain::LesionCheckStats s = explain::load_lesion_check("models/x.check.json");
 //   explain::LesionCheckResult r = explain::run_lesion_check(s, features, explain::LesionCheckMode::on);
@@ -23,6 +28,7 @@
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dermal::explain {
@@ -39,6 +45,7 @@ const char* lesion_check_mode_name(LesionCheckMode mode);
 struct LesionFeatures {
   std::vector<double> content;     // channel means of each content layer
   std::vector<double> appearance;  // channel means, then channel standard deviations, of each appearance layer
+  std::vector<double> backbone;    // the same as appearance, from the backbone's layers
 };
 
 // A Mahalanobis distance: (x - m)' P (x - m) to the nearest of the means, divided by `scale`.
@@ -59,8 +66,13 @@ struct MahalanobisModel {
 
 struct LesionCheckStats {
   // Tensor names in the model the check was fitted for; the features are their statistics, in order.
+  // A part without layers is not used (its model has dims 0).
   std::vector<std::string> content_layers, appearance_layers;
-  MahalanobisModel content, appearance;
+  // The check's own network, when it reads one: a file name, found beside the statistics or among
+  // the bundled models, and the tensors of it that the backbone part reads.
+  std::string backbone_file;
+  std::vector<std::string> backbone_layers;
+  MahalanobisModel content, appearance, backbone;
   double threshold = 1;          // the fitted pass threshold on the score
   nlohmann::json fitted;         // what it was fitted on, and how it did (for /health and docs)
   std::string source;            // the file it came from
@@ -72,7 +84,7 @@ struct LesionCheckResult {
   bool available = false;  // statistics loaded and the check on
   bool passed = true;      // meaningful only when available
   double score = 0, threshold = 0;
-  double content = 0, appearance = 0;  // the two parts of the score
+  std::vector<std::pair<std::string, double>> parts;  // each part's distance: "backbone", "content", "appearance"
   std::string reason;
   bool withholds_diagnosis() const { return available && !passed && mode == LesionCheckMode::on; }
 };
@@ -89,7 +101,8 @@ LesionCheckResult lesion_check_unavailable(LesionCheckMode mode, const std::stri
 nlohmann::json lesion_check_json(const LesionCheckResult& r);
 
 // Fits the check: `fit` features with their class labels (the model's own top class) give the
-// means and covariances. Each part's scale is its `pass_quantile` quantile over `calibration`
+// means and covariances of each part the features hold (content by class, the others as one
+// Gaussian). Each part's scale is its `pass_quantile` quantile over `calibration`
 // (images not used for the means), taken in each group (a source: one clinic or camera) with at
 // least 10 images and then the largest, so that share of every source passes at threshold 1.
 LesionCheckStats fit_lesion_check(const std::vector<LesionFeatures>& fit, const std::vector<int>& classes,

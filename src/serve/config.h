@@ -39,6 +39,7 @@ struct ServeConfig {
   std::string lesion_check = "on";  // LESION_CHECK: on | warn | off (docs/lesion_check.md)
   double lesion_check_threshold = 0;   // LESION_CHECK_THRESHOLD: 0 = the fitted one
   std::string lesion_check_file;    // LESION_CHECK_FILE: empty = <model stem>.check.json beside the model
+  std::vector<std::string> bundled_model_dirs;  // the CLI fills these in: where the check's backbone is found
 
   std::map<std::string, std::string> sources;  // setting -> "default" | ".env" | "environment" | "flag"
 

@@ -13,7 +13,8 @@ ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
   name_ = std::filesystem::path(path_).stem().string();
   limits_.max_bytes = config.max_upload_bytes();
   limits_.max_pixels = config.max_image_pixels;
-  check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold};
+  check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold,
+            config.bundled_model_dirs, false, ""};
 }
 
 explain::Classifier& ModelHost::get() {
@@ -52,7 +53,12 @@ explain::Classifier& ModelHost::get() {
     s.lesion_check["threshold"] = check_.threshold > 0 ? check_.threshold : stats->threshold;
     s.lesion_check["fitted_threshold"] = stats->threshold;
     s.lesion_check["statistics_bytes"] = stats->bytes();
-    s.lesion_check["layers"] = {{"content", stats->content_layers}, {"appearance", stats->appearance_layers}};
+    s.lesion_check["layers"] = {{"content", stats->content_layers}, {"appearance", stats->appearance_layers},
+                                {"backbone", stats->backbone_layers}};
+    if (const explain::LesionBackbone* b = c->lesion_backbone()) {
+      s.lesion_check["backbone"] = b->path();
+      s.lesion_check["backbone_weight_bytes"] = b->weight_bytes();
+    }
     s.lesion_check["fitted"] = stats->fitted;
   }
   std::lock_guard<std::mutex> lock(mutex_);

@@ -164,7 +164,8 @@ TEST(Cli, LesionCheckWithholdsTheDiagnosisOfAPhoto) {
 }
 
 // fit-check gives any model a check: a Keras model without statistics is unchecked, then checked
-// once fitted on a folder of lesion images.
+// once fitted on a folder of lesion images. The default check reads the bundled backbone, so even a
+// 28-pixel model's check refuses the coffee cup; `--backbone model` reads the model's own layers.
 TEST(Cli, FitCheckGivesAUserModelItsCheck) {
   const std::string model = std::string(DERMAL_SHARED_DIR) + "/models/keras_real/small_cnn_28.keras";
   CliRun r = dermal("predict --json --model " + model + " " + kCoffee);
@@ -181,7 +182,20 @@ TEST(Cli, FitCheckGivesAUserModelItsCheck) {
   ASSERT_EQ(r.status, 0) << r.out;
   j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["lesion_check"]["available"], true);
-  EXPECT_FALSE(j["lesion_check"]["passed"].is_null());
+  EXPECT_EQ(j["lesion_check"]["passed"], true) << r.out;
+  EXPECT_TRUE(j["lesion_check"]["parts"].contains("backbone")) << r.out;
+  r = dermal("predict --json --model " + model + " --check " + stats + " " + kCoffee);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["lesion_check"]["passed"], false) << r.out;
+  r = dermal("fit-check --backbone model --model " + model + " --images " + kImages + " --limit 150 --out " + stats);
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = dermal("predict --json --model " + model + " --check " + stats + " " + kImages + "ISIC_0024306.jpg");
+  ASSERT_EQ(r.status, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["lesion_check"]["parts"].contains("content")) << r.out;
+  EXPECT_FALSE(j["lesion_check"]["parts"].contains("backbone")) << r.out;
+  r = dermal("fit-check --backbone /nonexistent.onnx --model " + model + " --images " + kImages + " --limit 40");
+  EXPECT_NE(r.status, 0) << r.out;
   r = dermal("fit-check --model " + model + " --images /nonexistent");
   EXPECT_EQ(r.status, 2) << r.out;
   std::filesystem::remove(stats);

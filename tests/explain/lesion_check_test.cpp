@@ -20,7 +20,7 @@ namespace {
 using explain::LesionFeatures;
 
 LesionFeatures features(std::vector<double> content, std::vector<double> appearance) {
-  return {std::move(content), std::move(appearance)};
+  return {std::move(content), std::move(appearance), {}};
 }
 
 // Two-dimensional data whose mean and covariance are known exactly: (+-a, 0) and (0, +-b), k times.
@@ -115,7 +115,10 @@ TEST(LesionCheck, ResultsAndTheirJson) {
   auto far = explain::run_lesion_check(stats, features({30, 0}, {0, 0}), explain::LesionCheckMode::on);
   EXPECT_FALSE(far.passed);
   EXPECT_TRUE(far.withholds_diagnosis());
-  EXPECT_EQ(far.score, far.content);
+  ASSERT_EQ(far.parts.size(), 2u);  // the parts the statistics hold, each with its distance
+  EXPECT_EQ(far.parts[0].first, "content");
+  EXPECT_EQ(far.score, far.parts[0].second);
+  EXPECT_GT(far.parts[0].second, far.parts[1].second);
   auto j = explain::lesion_check_json(far);
   EXPECT_EQ(j["passed"], false);
   EXPECT_EQ(j["threshold"], 1.0);
@@ -156,6 +159,19 @@ TEST(LesionCheck, FileRoundTripAndRefusals) {
   j["content"]["means"][0][0] = "x";
   expect_error([&] { explain::parse_lesion_check(j.dump(), "f"); }, bad, {"content"});
   expect_error([] { explain::load_lesion_check("/nonexistent/x.check.json"); }, bad, {"cannot open"});
+  // A backbone is named, never a path into the machine; its name and layers go together.
+  j = nlohmann::json::parse(text);
+  j["backbone_file"] = "../../etc/x.onnx";
+  j["backbone_layers"] = {"b"};
+  j["backbone"] = j["appearance"];
+  expect_error([&] { explain::parse_lesion_check(j.dump(), "f"); }, bad, {"file name, not a path"});
+  j["backbone_file"] = "x.onnx";
+  j.erase("backbone_layers");
+  expect_error([&] { explain::parse_lesion_check(j.dump(), "f"); }, bad, {"go together"});
+  // Version 1 files (content and appearance only, both required then) still read.
+  j = nlohmann::json::parse(text);
+  j["lesion_check_version"] = 1;
+  EXPECT_EQ(explain::parse_lesion_check(j.dump(), "f").content.dims, 2);
   expect_error([] { explain::fit_lesion_check({}, {}, {}, {}, 0.99); }, {ErrorKind::invalid_input}, {"at least 30"});
 }
 
@@ -170,15 +186,41 @@ explain::LesionCheckResult check_file(explain::Classifier& clf, const std::strin
   return clf.predict(clf.decode(bytes.data(), bytes.size(), t), t).lesion_check;
 }
 
-// Seven of the eight sample photos of the issue. The eighth, the cat (chelsea.png, score 0.6),
-// passes the bundled model's check: its features, learnt from scratch on dermoscopy images, put it
-// among the lesions (docs/lesion_check.md).
+// The backbone against PyTorch (tools/lesion_check/export_backbone.py --compare wrote the reference
+// from the same weights, with PIL's resize): the features the check reads, for lesion images and
+// photos alike.
+TEST(LesionBackbone, FeaturesMatchPyTorch) {
+  auto backbone = explain::LesionBackbone::load(std::string(DERMAL_SOURCE_DIR) + "/models/lesion_backbone_mnv2_112.onnx", {});
+  EXPECT_EQ(backbone->layers(), (std::vector<std::string>{"block_3", "block_12"}));
+  EXPECT_EQ(backbone->channels(), 32 + 96);
+  std::ifstream f(std::string(DERMAL_SOURCE_DIR) + "/tests/data/explain/lesion_backbone_reference.json");
+  const auto ref = nlohmann::json::parse(f)["features"];
+  ASSERT_EQ(ref.size(), 6u);
+  for (const auto& [name, expected] : ref.items()) {
+    const std::string path = name.rfind("ISIC_", 0) == 0 ? std::string(DERMAL_SHARED_DIR) + "/data/ham10000/images/" + name
+                                                          : "/usr/lib/python3/dist-packages/skimage/data/" + name;
+    std::ifstream in(path, std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+    const auto got = backbone->features(vision::decode_image(bytes.data(), bytes.size()));
+    ASSERT_EQ(got.size(), expected.size()) << name;
+    double worst = 0, largest = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      worst = std::max(worst, std::abs(got[i] - expected[i].get<double>()));
+      largest = std::max(largest, std::abs(expected[i].get<double>()));
+    }
+    EXPECT_LT(worst, 2e-3 * largest) << name << ": largest feature " << largest;
+  }
+}
+
+// The eight sample photos of the issue: a cat, a coffee cup, an astronaut, a rocket, grass, bricks,
+// a camera man and the Hubble deep field.
 TEST(LesionCheckBundled, RefusesDebianSamplePhotos) {
   auto clf = explain::Classifier::load(kModel);
   ASSERT_NE(clf->lesion_check(), nullptr) << "models/skinnet_ham_isic160.check.json is missing";
+  ASSERT_NE(clf->lesion_backbone(), nullptr);
   const std::string dir = "/usr/lib/python3/dist-packages/skimage/data/";
-  for (const char* name : {"coffee.png", "astronaut.png", "rocket.jpg", "grass.png", "brick.png", "camera.png",
-                           "hubble_deep_field.jpg"}) {
+  for (const char* name : {"chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "grass.png", "brick.png",
+                           "camera.png", "hubble_deep_field.jpg"}) {
     auto r = check_file(*clf, dir + name);
     EXPECT_TRUE(r.available) << name;
     EXPECT_FALSE(r.passed) << name << ": score " << r.score << " threshold " << r.threshold;
@@ -219,10 +261,31 @@ TEST(LesionCheckBundled, ModelWithoutStatisticsIsReportedUnchecked) {
   EXPECT_FALSE(r.withholds_diagnosis());
   EXPECT_NE(r.reason.find("fit-check"), std::string::npos) << r.reason;
   EXPECT_TRUE(explain::lesion_check_json(r)["passed"].is_null());
-  // Statistics fitted for another model are refused at load, naming the layer.
+  // Statistics read from another model's layers are refused at load, naming the layer.
+  auto fit = cross(1, 1, 10);
+  auto stats = explain::fit_lesion_check(fit, std::vector<int>(fit.size(), 0), cross(1, 1, 5), std::vector<int>(20, 0), 0.99);
+  stats.content_layers = {"/blocks/blocks.7/Relu_1_output_0"};
+  stats.appearance_layers = {"/blocks/blocks.1/Relu_1_output_0"};
+  const auto foreign_file = std::filesystem::temp_directory_path() / "dermal_foreign.check.json";
+  std::ofstream(foreign_file) << explain::lesion_check_to_json(stats);
   explain::LesionCheckOptions foreign;
-  foreign.path = std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_ham_isic160.check.json";
-  expect_error([&] { explain::Classifier::load(other, "", {}, foreign); }, {ErrorKind::invalid_model}, {"do not fit this model"});
+  foreign.path = foreign_file.string();
+  expect_error([&] { explain::Classifier::load(other, "", {}, foreign); }, {ErrorKind::invalid_model},
+               {"do not fit this model", "blocks.7"});
+  std::filesystem::remove(foreign_file);
+}
+
+// A check that reads the backbone needs the image: given only the classifier's input tensor (the
+// OIP route's way in) it says so, and never passes.
+TEST(LesionCheckBundled, TensorInputIsReportedUnchecked) {
+  auto clf = explain::Classifier::load(kModel);
+  std::ifstream in("/usr/lib/python3/dist-packages/skimage/data/coffee.png", std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  explain::Timings t;
+  auto r = clf->predict_input(clf->input_tensor(clf->decode(bytes.data(), bytes.size(), t)), t).lesion_check;
+  EXPECT_FALSE(r.available);
+  EXPECT_FALSE(r.withholds_diagnosis());
+  EXPECT_NE(r.reason.find("reads the image"), std::string::npos) << r.reason;
 }
 
 }  // namespace

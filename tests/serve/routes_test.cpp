@@ -258,6 +258,8 @@ TEST_F(Routes, LesionCheckWithholdsTheDiagnosisOfAPhoto) {
   EXPECT_EQ(v["lesion_check"]["mode"], "on");
   EXPECT_EQ(v["lesion_check"]["available"], true);
   EXPECT_GT(v["lesion_check"]["statistics_bytes"].get<double>(), 0);
+  EXPECT_NE(v["lesion_check"]["backbone"].get<std::string>().find("lesion_backbone_mnv2_112.onnx"), std::string::npos);
+  EXPECT_EQ(v["lesion_check"]["layers"]["backbone"], (nlohmann::json{"block_3", "block_12"}));
   EXPECT_EQ(v["config"]["LESION_CHECK"], "on");
 }
 
