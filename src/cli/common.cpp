@@ -33,6 +33,10 @@ void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
   app.add_option("--check", o.check_file, "Lesion-check statistics (default: the model's sidecar .check.json)");
   app.add_option("--check-threshold", o.check_threshold, "Lesion-check threshold (default: the fitted one, 1)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--display-size", o.display_size,
+                 "Decode big images down to this longer side (never below the model's input) and draw overlays at "
+                 "most this size; 0: every pixel (default 1024)")
+      ->check(CLI::Range(0, 65536));
 }
 
 namespace {
@@ -90,7 +94,9 @@ std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
   explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
                                     bundled_model_dirs(), o.fitting_check, o.fit_backbone};
-  return explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
+  auto clf = explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
+  clf->set_working_side(o.display_size);
+  return clf;
 }
 
 std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes) {

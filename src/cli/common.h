@@ -23,6 +23,7 @@ struct ModelOptions {
   double check_threshold = 0;       // --check-threshold: 0 keeps the fitted one
   bool fitting_check = false;       // set by fit-check: read the check's layers, load no statistics
   std::string fit_backbone;         // set by fit-check: the backbone to read instead (empty: the model's layers)
+  int display_size = explain::Classifier::kDefaultWorkingSide;  // --display-size: decode and overlay size
 };
 
 // eval passes labels_flag = false: its --labels is the CSV of true labels.

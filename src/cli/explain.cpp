@@ -50,7 +50,9 @@ int run_explain(const ExplainOptions& o) {
   explain::Timings timings;
   auto bytes = read_file_limited(o.image, clf->limits().max_bytes);
   vision::Image image = clf->decode(bytes.data(), bytes.size(), timings);
-  explain::Explanation e = clf->explain(image, req, timings);
+  // The overlay at the display size (--display-size), never at a phone photo's full size.
+  const vision::Image display = vision::fit_within(image, o.model.display_size);
+  explain::Explanation e = clf->explain(image, req, timings, display.width, display.height);
   const auto& check = e.prediction.lesion_check;
   if (check.withholds_diagnosis() && !o.force) {  // no class, no map, no file: nothing to mistake for an answer
     if (o.json) {
@@ -65,7 +67,7 @@ int run_explain(const ExplainOptions& o) {
     auto start = std::chrono::steady_clock::now();
     vision::Image heat = vision::colorize(e.heatmap, cmap);
     if (!o.heatmap.empty()) write_file(o.heatmap, encode_for(o.heatmap, heat));
-    if (!o.out.empty()) write_file(o.out, encode_for(o.out, vision::blend(image, heat, o.alpha)));
+    if (!o.out.empty()) write_file(o.out, encode_for(o.out, vision::blend(display, heat, o.alpha)));
     timings["encode"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }
   const auto& top = e.prediction.ranked.front();

@@ -74,8 +74,13 @@ Command add_serve(CLI::App& app) {
   add("--threads", "THREADS", "Compute threads (default 0: every core)");
   add("--preload-model", "PRELOAD_MODEL", "Load the model at startup (true) or on first use (false); default true");
   add("--enable-gradcam", "ENABLE_GRADCAM", "Default of /api/predict's gradcam parameter; default true");
-  add("--max-upload-mb", "MAX_UPLOAD_MB", "Largest request body in MB (413 above); default 10");
-  add("--max-image-pixels", "MAX_IMAGE_PIXELS", "Largest declared width x height (422 above); default 40000000");
+  add("--max-upload-mb", "MAX_UPLOAD_MB", "Largest request body in MB (413 above); default 25");
+  add("--max-image-pixels", "MAX_IMAGE_PIXELS",
+      "Largest decoded (working) width x height, after reduction while decoding (422 above); default 16000000");
+  add("--max-source-pixels", "MAX_SOURCE_PIXELS",
+      "Largest width x height a file may declare when it is reduced while decoding (422 above); default 120000000");
+  add("--display-size", "DISPLAY_SIZE",
+      "Longer side images are decoded to (at least) and overlays drawn at (at most); 0: full size; default 1024");
   add("--max-queue", "MAX_QUEUE", "Requests waiting for the model before 503s; default 16");
   add("--request-timeout-s", "REQUEST_TIMEOUT_S", "Seconds a request may wait and compute (504 after); default 30");
   add("--cam-method", "CAM_METHOD", "Default explanation method; default gradcam");

@@ -231,9 +231,11 @@ void Classifier::check_lesion(Executor& ex, const vision::Image* image, Predicti
   timings["lesion_check"] = ms_since(start);
 }
 
-vision::Image Classifier::decode(const uint8_t* bytes, size_t size, Timings& timings) const {
+vision::Image Classifier::decode(const uint8_t* bytes, size_t size, Timings& timings, vision::SourceSize* source) const {
   auto start = Clock::now();
-  vision::Image img = vision::decode_image(bytes, size, limits_);
+  vision::DecodeTarget target;
+  if (working_side_ > 0) target = {card_.preprocess.width, card_.preprocess.height, working_side_};
+  vision::Image img = vision::decode_image(bytes, size, limits_, target, source);
   timings["decode"] = ms_since(start);
   return img;
 }
@@ -394,11 +396,14 @@ std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activati
   return weighted_cam(activation, weights);
 }
 
-Explanation Classifier::explain(const vision::Image& image, const ExplainRequest& request, Timings& timings) {
+Explanation Classifier::explain(const vision::Image& image, const ExplainRequest& request, Timings& timings,
+                                int heatmap_width, int heatmap_height) {
   auto start = Clock::now();
   Tensor x = input_tensor(image);
   timings["preprocess"] = ms_since(start);
-  return explain_tensor(x, &image, image.width, image.height, request, timings);
+  const bool given = heatmap_width > 0 && heatmap_height > 0;
+  return explain_tensor(x, &image, given ? heatmap_width : image.width, given ? heatmap_height : image.height, request,
+                        timings);
 }
 
 Explanation Classifier::explain_input(const Tensor& x, int heatmap_width, int heatmap_height,

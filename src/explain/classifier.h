@@ -89,9 +89,14 @@ class Classifier {
                                           const LesionCheckOptions& check = {});
   ~Classifier();
 
-  vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings) const;
+  // Decodes to the size that is needed (vision::DecodeTarget): at least the model's input, and
+  // `working_side()` pixels on the longer side, so that a 50 MP photo is never held at full size
+  // and an image already that small is decoded whole. `source`: the size the file holds.
+  vision::Image decode(const uint8_t* bytes, size_t size, Timings& timings, vision::SourceSize* source = nullptr) const;
   Prediction predict(const vision::Image& image, Timings& timings);
-  Explanation explain(const vision::Image& image, const ExplainRequest& request, Timings& timings);
+  // The heatmap at heatmap_width x heatmap_height (0: the image's size), e.g. a display size.
+  Explanation explain(const vision::Image& image, const ExplainRequest& request, Timings& timings,
+                      int heatmap_width = 0, int heatmap_height = 0);
   // The same from an input tensor already prepared per the card ([1,3,H,W] or [1,H,W,3]); the
   // heatmap is upsampled to heatmap_width x heatmap_height. A check that reads a backbone needs
   // the image: from a tensor alone it is reported unavailable, never passed.
@@ -115,6 +120,10 @@ class Classifier {
   const LesionBackbone* lesion_backbone() const { return backbone_.get(); }
   const formats::LoadedModel& model() const { return model_; }
   vision::DecodeLimits& limits() { return limits_; }
+  // The longer side decoding keeps (kDefaultWorkingSide unless set; 0: every pixel).
+  int working_side() const { return working_side_; }
+  void set_working_side(int pixels) { working_side_ = pixels; }
+  static constexpr int kDefaultWorkingSide = 1024;
   size_t planned_activation_bytes() const;
 
  private:
@@ -134,6 +143,7 @@ class Classifier {
   formats::LoadedModel model_;
   formats::ModelCard card_;
   vision::DecodeLimits limits_;
+  int working_side_ = kDefaultWorkingSide;
   std::optional<LesionCheckStats> check_;
   LesionCheckOptions check_options_;
   std::string check_unavailable_;  // why, when check_ is empty

@@ -30,8 +30,12 @@ struct ServeConfig {
   std::string host = "0.0.0.0";     // HOST
   int port = 8000;                  // PORT: 0 = any free port (tests)
   int threads = 0;                  // THREADS: compute threads, 0 = every core
-  double max_upload_mb = 10;        // MAX_UPLOAD_MB: request body limit (413 above)
-  int64_t max_image_pixels = 40'000'000;  // MAX_IMAGE_PIXELS: declared width*height (422 above)
+  double max_upload_mb = 25;        // MAX_UPLOAD_MB: request body limit (413 above); a 50 MP phone JPEG is 10-20 MB
+  // MAX_IMAGE_PIXELS: width*height of the decoded working image (422 above): big photos are
+  // reduced while decoding (JPEG, WebP, PNG), so this bounds memory, not the photo's size.
+  int64_t max_image_pixels = 16'000'000;
+  int64_t max_source_pixels = 120'000'000;  // MAX_SOURCE_PIXELS: what a file may declare when it is reduced
+  int display_size = 1024;          // DISPLAY_SIZE: the longer side images are decoded to and overlays drawn at
   int max_queue = 16;               // MAX_QUEUE: requests waiting for the model (503 above)
   double request_timeout_s = 30;    // REQUEST_TIMEOUT_S: queue wait plus work (504 above)
   std::string cam_method = "gradcam";  // CAM_METHOD: default explanation method

@@ -93,7 +93,8 @@ void run_on_worker(Context& ctx, std::function<void()> work);
 // On the worker: the classifier, loading it now if needed; a failed load is a 500.
 explain::Classifier& loaded_classifier(Context& ctx);
 // On the worker: decodes untrusted bytes; anything undecodable or over the pixel limit is a 422.
-vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, explain::Timings& timings);
+vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, explain::Timings& timings,
+                            vision::SourceSize* source = nullptr);
 
 void add_page_routes(Router& r, Context& ctx);
 void add_api_routes(Router& r, Context& ctx);

@@ -13,6 +13,8 @@ ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
   name_ = std::filesystem::path(path_).stem().string();
   limits_.max_bytes = config.max_upload_bytes();
   limits_.max_pixels = config.max_image_pixels;
+  limits_.max_source_pixels = config.max_source_pixels;
+  display_size_ = config.display_size;
   check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold,
             config.bundled_model_dirs, false, ""};
 }
@@ -32,6 +34,7 @@ explain::Classifier& ModelHost::get() {
     throw;
   }
   c->limits() = limits_;
+  c->set_working_side(display_size_);
   Snapshot s;
   s.loaded = true;
   s.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -43,6 +43,7 @@ class ModelHost {
   std::string path_, card_path_, name_;
   explain::LesionCheckOptions check_;
   vision::DecodeLimits limits_;
+  int display_size_ = 0;
   mutable std::mutex mutex_;
   std::unique_ptr<explain::Classifier> classifier_;
   Snapshot snapshot_;

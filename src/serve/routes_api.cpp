@@ -24,6 +24,7 @@ struct ApiParams {
   bool heatmap = false;  // also return the coloured heatmap alone (the page blends it itself)
   bool overlay = true;   // return the blended overlay (the page, which blends itself, says false)
   bool force = false;    // answer even when the lesion check withholds the diagnosis
+  int display_size = 0;  // the overlay's longer side at most (0: DISPLAY_SIZE; never above it)
 };
 
 [[noreturn]] void bad_param(const std::string& name, const std::string& value, const std::string& expected) {
@@ -62,6 +63,13 @@ ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
     long k = std::strtol(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || k < 1 || k > 1000) bad_param("top_k", v, "a whole number of at least 1");
     p.top_k = static_cast<int>(k);
+  }
+  if (req.has_param("display_size")) {
+    const std::string v = req.get_param_value("display_size");
+    char* end = nullptr;
+    long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || n < 16 || n > 65536) bad_param("display_size", v, "a whole number from 16 to 65536");
+    p.display_size = static_cast<int>(n);
   }
   if (req.has_param("alpha")) {
     const std::string v = req.get_param_value("alpha");
@@ -113,7 +121,9 @@ struct Job {
   // results
   std::string model;
   explain::Timings timings;
-  int width = 0, height = 0;
+  int width = 0, height = 0;                   // the image as sent
+  int decoded_width = 0, decoded_height = 0;   // as decoded (reduced while decoding when big)
+  int overlay_width = 0, overlay_height = 0;   // the display size the maps were drawn at
   explain::Prediction prediction;
   bool explained = false;
   std::string method, layer, class_code;
@@ -124,23 +134,36 @@ struct Job {
 void compute(Context& ctx, Job& job) {
   explain::Classifier& clf = loaded_classifier(ctx);
   job.model = ctx.model.name();
-  vision::Image image = decode_upload(clf, job.bytes, job.timings);
-  job.width = image.width;
-  job.height = image.height;
+  vision::SourceSize source;
+  vision::Image image = decode_upload(clf, job.bytes, job.timings, &source);
+  job.bytes = std::string();  // the upload is not needed any more: free it before the work
+  job.width = source.width;
+  job.height = source.height;
+  job.decoded_width = image.width;
+  job.decoded_height = image.height;
   if (!job.params.gradcam) {
     job.prediction = clf.predict(image, job.timings);
     return;
   }
-  explain::Explanation e = clf.explain(image, job.params.explain, job.timings);
+  // The maps at the display size: DISPLAY_SIZE, or smaller when the request asks.
+  const int display_size = job.params.display_size > 0 && (clf.working_side() <= 0 || job.params.display_size < clf.working_side())
+                               ? job.params.display_size
+                               : clf.working_side();
+  auto start = Clock::now();
+  const vision::Image display = vision::fit_within(image, display_size);
+  job.timings["display"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  job.overlay_width = display.width;
+  job.overlay_height = display.height;
+  explain::Explanation e = clf.explain(image, job.params.explain, job.timings, display.width, display.height);
   job.prediction = e.prediction;
   job.explained = true;
   job.method = e.method;
   job.layer = e.layer;
   job.class_code = e.class_code;
   job.class_index = e.class_index;
-  const auto start = Clock::now();
+  start = Clock::now();
   vision::Image heat = vision::colorize(e.heatmap, job.params.colormap);
-  if (job.params.overlay) job.overlay_png = vision::encode_png(vision::blend(image, heat, job.params.alpha));
+  if (job.params.overlay) job.overlay_png = vision::encode_png(vision::blend(display, heat, job.params.alpha));
   if (job.params.heatmap) job.heatmap_png = vision::encode_png(heat);
   job.timings["encode"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -185,7 +208,8 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
   const auto& p = job->prediction;
   nlohmann::json j;
   j["model"] = job->model;
-  j["image"] = {{"width", job->width}, {"height", job->height}};
+  j["image"] = {{"width", job->width}, {"height", job->height},
+                {"decoded", {{"width", job->decoded_width}, {"height", job->decoded_height}}}};
   j["lesion_check"] = explain::lesion_check_json(p.lesion_check);
   j["diagnosis_withheld"] = withheld(*job);
   j["top"] = nlohmann::json::array();
@@ -214,7 +238,9 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
                     {"class_name", label.name},
                     {"class_probability", label.probability},
                     {"alpha", std::round(job->params.alpha * 1000) / 1000},
-                    {"colormap", vision::colormap_name(job->params.colormap)}};
+                    {"colormap", vision::colormap_name(job->params.colormap)},
+                    {"width", job->overlay_width},
+                    {"height", job->overlay_height}};
     if (job->params.overlay)
       j["gradcam"]["overlay_png"] = base64_encode(job->overlay_png.data(), job->overlay_png.size());
     if (job->params.heatmap)

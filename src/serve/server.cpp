@@ -162,9 +162,10 @@ explain::Classifier& loaded_classifier(Context& ctx) {
   }
 }
 
-vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, explain::Timings& timings) {
+vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, explain::Timings& timings,
+                            vision::SourceSize* source) {
   try {
-    return clf.decode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), timings);
+    return clf.decode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), timings, source);
   } catch (const Error& e) {
     // Unprocessable: not an image we read, or one whose header declares more pixels than
     // MAX_IMAGE_PIXELS (a decompression bomb is refused before any pixel is allocated).

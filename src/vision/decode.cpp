@@ -82,32 +82,60 @@ ImageFormat detect_format(const uint8_t* data, size_t size) {
   return ImageFormat::unknown;
 }
 
-Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target,
+                   SourceSize* source) {
   if (data == nullptr || size == 0) throw Error(ErrorKind::invalid_input, "empty image: the file has 0 bytes");
   if (size > limits.max_bytes)
     throw Error(ErrorKind::too_large, "image file of " + std::to_string(size) + " bytes is over the limit of " +
                                           std::to_string(limits.max_bytes) + " bytes");
   detail::Decoded d;
   switch (detect_format(data, size)) {
-    case ImageFormat::jpeg: d = detail::decode_jpeg(data, size, limits); break;
-    case ImageFormat::png: d = detail::decode_png(data, size, limits); break;
-    case ImageFormat::webp: d = detail::decode_webp(data, size, limits); break;
+    case ImageFormat::jpeg: d = detail::decode_jpeg(data, size, limits, target); break;
+    case ImageFormat::png: d = detail::decode_png(data, size, limits, target); break;
+    case ImageFormat::webp: d = detail::decode_webp(data, size, limits, target); break;
     case ImageFormat::unknown: refuse_unknown(data, size);
+  }
+  if (source) {
+    const bool turned = d.orientation >= 5 && d.orientation <= 8;
+    source->width = turned ? d.source_height : d.source_width;
+    source->height = turned ? d.source_width : d.source_height;
   }
   return apply_orientation(std::move(d.image), d.orientation);
 }
 
 namespace detail {
 
-void check_declared_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits) {
+DecodeTarget stored_frame(const DecodeTarget& t, int orientation) {
+  if (orientation < 5 || orientation > 8) return t;
+  return {t.min_height, t.min_width, t.min_long_side};
+}
+
+void check_declared_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits, bool reducing) {
   if (width <= 0 || height <= 0)
     fail_invalid(format, "the header declares an empty image (" + std::to_string(width) + "x" +
                              std::to_string(height) + ")");
   // Both factors are below 2^31 in every format, so the product cannot overflow.
+  const int64_t limit = reducing ? limits.max_source_pixels : limits.max_pixels;
+  if (width * height > limit)
+    throw Error(ErrorKind::too_large,
+                std::string(format) + " image declares " + std::to_string(width) + "x" + std::to_string(height) +
+                    " pixels, over the limit of " + std::to_string(limit) + " pixels" +
+                    (reducing ? "" : " for an image decoded at full size"));
+}
+
+void check_decoded_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits) {
   if (width * height > limits.max_pixels)
-    throw Error(ErrorKind::too_large, std::string(format) + " image declares " + std::to_string(width) + "x" +
+    throw Error(ErrorKind::too_large, std::string(format) + " image would decode to " + std::to_string(width) + "x" +
                                           std::to_string(height) + " pixels, over the limit of " +
                                           std::to_string(limits.max_pixels) + " pixels");
+}
+
+int reduction_factor(int width, int height, const DecodeTarget& t) {
+  if (t.min_width <= 0 && t.min_height <= 0 && t.min_long_side <= 0) return 1;
+  const int by_width = t.min_width > 0 ? width / t.min_width : width;
+  const int by_height = t.min_height > 0 ? height / t.min_height : height;
+  const int by_long = t.min_long_side > 0 ? std::max(width, height) / t.min_long_side : std::max(width, height);
+  return std::max(1, std::min({by_width, by_height, by_long}));
 }
 
 void fail_invalid(const char* format, const std::string& why) {

@@ -40,7 +40,7 @@ struct ScanLimit {
 void on_error(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<ErrorState*>(cinfo->err);
   if (cinfo->err->msg_code == JERR_NO_BACKING_STORE) {
-    std::snprintf(err->message, sizeof err->message, "decoding it needs more memory than the pixel limit allows");
+    std::snprintf(err->message, sizeof err->message, "decoding it needs more memory than the decoder limit allows (a progressive JPEG holds the coefficients of the whole image)");
     jump_out(cinfo, ErrorKind::too_large);
   }
   cinfo->err->format_message(cinfo, err->message);
@@ -94,28 +94,31 @@ void cmyk_to_rgb(const uint8_t* cmyk, int width, bool inverted, uint8_t* rgb) {
   }
 }
 
-long memory_limit(const DecodeLimits& limits) {
-  constexpr int64_t kSlack = 64LL << 20, kMax = int64_t{1} << 40;
-  int64_t pixels = std::clamp<int64_t>(limits.max_pixels, 0, kMax);
-  return static_cast<long>(pixels * 8 + kSlack);
+bool meets(unsigned width, unsigned height, const DecodeTarget& t, unsigned source_long) {
+  const unsigned long_side = std::min<unsigned>(static_cast<unsigned>(std::max(0, t.min_long_side)), source_long);
+  return width >= static_cast<unsigned>(std::max(0, t.min_width)) &&
+         height >= static_cast<unsigned>(std::max(0, t.min_height)) && std::max(width, height) >= long_side;
 }
 
 // Everything libjpeg may jump out of happens here. Only references and plain values live in
 // this frame, so the longjmp skips no destructor; every C++ exception thrown here (a limit, a
 // failed allocation) is thrown from this frame, never through libjpeg's.
 bool run_decoder(jpeg_decompress_struct& cinfo, ErrorState& err, ScanLimit& scans, const uint8_t* data,
-                 size_t size, const DecodeLimits& limits, Decoded& out, std::vector<uint8_t>& row) {
+                 size_t size, const DecodeLimits& limits, const DecodeTarget& target, Decoded& out,
+                 std::vector<uint8_t>& row) {
   if (setjmp(err.jump)) return false;
   jpeg_create_decompress(&cinfo);
-  // Backstop for libjpeg's own buffers (a progressive image keeps all coefficients): beyond
-  // this it asks for a backing store, which this build refuses with an error.
-  cinfo.mem->max_memory_to_use = memory_limit(limits);
+  // libjpeg's own buffers (a progressive image keeps all coefficients of the full-size image,
+  // however small the output): beyond this it asks for a backing store, which this build
+  // refuses with an error.
+  cinfo.mem->max_memory_to_use = static_cast<long>(std::min<size_t>(limits.max_decoder_bytes, size_t{1} << 40));
   cinfo.progress = &scans.mgr;
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
   jpeg_read_header(&cinfo, TRUE);
-  check_declared_size("JPEG", cinfo.image_width, cinfo.image_height, limits);
   out.orientation = orientation_from_markers(&cinfo);
+  out.source_width = static_cast<int>(cinfo.image_width);
+  out.source_height = static_cast<int>(cinfo.image_height);
 
   bool cmyk = false;
   switch (cinfo.jpeg_color_space) {
@@ -127,6 +130,22 @@ bool run_decoder(jpeg_decompress_struct& cinfo, ErrorState& err, ScanLimit& scan
     default:
       fail_invalid("JPEG", "unsupported color space with " + std::to_string(cinfo.num_components) + " components");
   }
+  // The smallest DCT scale M/8 whose output still meets the target (libjpeg-turbo's scaled
+  // inverse DCTs: the full-size image is never reconstructed). M = 8 decodes every pixel.
+  const DecodeTarget t = stored_frame(target, out.orientation);
+  const unsigned source_long = std::max(cinfo.image_width, cinfo.image_height);
+  cinfo.scale_num = 8;
+  cinfo.scale_denom = 8;
+  if (t.min_width > 0 || t.min_height > 0 || t.min_long_side > 0)
+    for (unsigned m = 1; m < 8; ++m) {
+      cinfo.scale_num = m;
+      jpeg_calc_output_dimensions(&cinfo);
+      if (meets(cinfo.output_width, cinfo.output_height, t, source_long)) break;
+      cinfo.scale_num = 8;
+    }
+  jpeg_calc_output_dimensions(&cinfo);
+  check_declared_size("JPEG", cinfo.image_width, cinfo.image_height, limits, cinfo.scale_num < 8);
+  check_decoded_size("JPEG", cinfo.output_width, cinfo.output_height, limits);
   jpeg_start_decompress(&cinfo);
   const int width = static_cast<int>(cinfo.output_width);
   out.image = Image::blank(width, static_cast<int>(cinfo.output_height));
@@ -150,7 +169,7 @@ struct Destroyer {
 
 }  // namespace
 
-Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target) {
   Decoded out;
   std::vector<uint8_t> row;
   jpeg_decompress_struct cinfo;
@@ -164,7 +183,7 @@ Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits
   err.mgr.error_exit = on_error;
   err.mgr.emit_message = on_message;
   Destroyer destroy{&cinfo};
-  if (!run_decoder(cinfo, err, scans, data, size, limits, out, row)) {
+  if (!run_decoder(cinfo, err, scans, data, size, limits, target, out, row)) {
     if (err.kind == ErrorKind::too_large) throw Error(ErrorKind::too_large, std::string("JPEG image refused: ") + err.message);
     fail_invalid("JPEG", err.message);
   }

@@ -56,9 +56,45 @@ int orientation(spng_ctx* ctx) {
   return exif_orientation(reinterpret_cast<const uint8_t*>(exif.data), exif.length);
 }
 
+// Non-interlaced images bigger than the target: row by row, each k x k block of pixels averaged
+// (an area reduction by a whole factor) as the rows arrive, so only k rows' sums are held.
+Image decode_reduced(spng_ctx* ctx, const spng_ihdr& ihdr, int k, bool alpha) {
+  const int width = static_cast<int>(ihdr.width), height = static_cast<int>(ihdr.height);
+  const int out_w = (width + k - 1) / k, out_h = (height + k - 1) / k;
+  Image out = Image::blank(out_w, out_h);
+  const int fmt = alpha ? SPNG_FMT_RGBA8 : SPNG_FMT_RGB8;
+  check(spng_decode_image(ctx, nullptr, 0, fmt, SPNG_DECODE_PROGRESSIVE | (alpha ? SPNG_DECODE_TRNS : 0)));
+  std::vector<uint8_t> row(static_cast<size_t>(width) * (alpha ? 4 : 3)), rgb(static_cast<size_t>(width) * 3);
+  std::vector<uint32_t> sums(static_cast<size_t>(out_w) * 3, 0);
+  int rows_in_block = 0, out_y = 0;
+  auto flush = [&] {
+    for (int x = 0; x < out_w; ++x) {
+      const uint32_t n = static_cast<uint32_t>(std::min(k, width - x * k) * rows_in_block);
+      for (int c = 0; c < 3; ++c) out.pixel(x, out_y)[c] = static_cast<uint8_t>((sums[x * 3 + c] + n / 2) / n);
+    }
+    std::fill(sums.begin(), sums.end(), 0);
+    rows_in_block = 0;
+    ++out_y;
+  };
+  for (int y = 0; y < height; ++y) {
+    int code = spng_decode_row(ctx, row.data(), row.size());
+    if (code != 0 && !(code == SPNG_EOI && y == height - 1)) fail_spng(code);
+    const uint8_t* px = row.data();
+    if (alpha) {
+      composite_over_white(row.data(), static_cast<size_t>(width), rgb.data());
+      px = rgb.data();
+    }
+    for (int x = 0; x < width; ++x)
+      for (int c = 0; c < 3; ++c) sums[(x / k) * 3 + c] += px[x * 3 + c];
+    if (++rows_in_block == k) flush();
+  }
+  if (rows_in_block > 0) flush();
+  return out;
+}
+
 }  // namespace
 
-Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target) {
   Context ctx(spng_ctx_new(0));
   if (!ctx) throw Error(ErrorKind::internal, "libspng could not create a context");
   check(spng_set_png_buffer(ctx.get(), data, size));
@@ -68,14 +104,32 @@ Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits)
 
   spng_ihdr ihdr;
   check(spng_get_ihdr(ctx.get(), &ihdr));  // reads the signature and IHDR only
-  check_declared_size("PNG", ihdr.width, ihdr.height, limits);
-
+  check_declared_size("PNG", ihdr.width, ihdr.height, limits, true);  // the loosest limit, before any chunk
   Decoded out;
-  const bool alpha = has_transparency(ctx.get(), ihdr);  // reads the chunks before IDAT
-  out.orientation = orientation(ctx.get());  // eXIf precedes IDAT; nothing after IDAT is read
+  out.source_width = static_cast<int>(ihdr.width);
+  out.source_height = static_cast<int>(ihdr.height);
+  // The size check needs the orientation, and the eXIf chunk precedes IDAT: both are read first
+  // (with the chunk limits); nothing after IDAT is read.
+  const bool alpha = has_transparency(ctx.get(), ihdr);
+  out.orientation = orientation(ctx.get());
+  // Interlaced (Adam7) images arrive in seven passes, not rows: those are decoded whole.
+  const int k = ihdr.interlace_method == 0
+                    ? reduction_factor(out.source_width, out.source_height, stored_frame(target, out.orientation))
+                    : 1;
+  check_declared_size("PNG", ihdr.width, ihdr.height, limits, k > 1);
+  if (k > 1) {
+    check_decoded_size("PNG", (out.source_width + k - 1) / k, (out.source_height + k - 1) / k, limits);
+    out.image = decode_reduced(ctx.get(), ihdr, k, alpha);
+    return out;
+  }
   const int fmt = alpha ? SPNG_FMT_RGBA8 : SPNG_FMT_RGB8;
   size_t bytes = 0;
   check(spng_decoded_image_size(ctx.get(), fmt, &bytes));
+  if (alpha && bytes > limits.max_decoder_bytes)
+    throw Error(ErrorKind::too_large, "PNG image refused: decoding its " + std::to_string(ihdr.width) + "x" +
+                                          std::to_string(ihdr.height) + " pixels with transparency needs " +
+                                          std::to_string(bytes) + " bytes, over the decoder limit of " +
+                                          std::to_string(limits.max_decoder_bytes));
   out.image = Image::blank(static_cast<int>(ihdr.width), static_cast<int>(ihdr.height));
   if (!alpha) {
     if (bytes != out.image.rgb.size()) throw Error(ErrorKind::internal, "libspng's RGB8 size disagrees with IHDR");

@@ -2,6 +2,8 @@
 // a 50-byte file that declares 16383x16383 is refused before anything is decoded.
 #include <webp/decode.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -45,26 +47,47 @@ int orientation(const uint8_t* data, size_t size) {
 
 }  // namespace
 
-Decoded decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits) {
-  WebPBitstreamFeatures features;
-  VP8StatusCode status = WebPGetFeatures(data, size, &features);
+Decoded decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target) {
+  WebPDecoderConfig config;
+  if (!WebPInitDecoderConfig(&config)) throw Error(ErrorKind::internal, "libwebp's decoder version does not match its headers");
+  VP8StatusCode status = WebPGetFeatures(data, size, &config.input);
   if (status != VP8_STATUS_OK) fail_invalid("WebP", status_text(status));
-  check_declared_size("WebP", features.width, features.height, limits);
+  const WebPBitstreamFeatures& features = config.input;
   if (features.has_animation) fail_invalid("WebP", "animated WebP is not supported");
-
   Decoded out;
-  out.image = Image::blank(features.width, features.height);
-  const int stride = features.width * (features.has_alpha ? 4 : 3);
-  const size_t pixels = static_cast<size_t>(features.width) * features.height;
-  if (features.has_alpha) {
-    std::vector<uint8_t> rgba(pixels * 4);
-    if (!WebPDecodeRGBAInto(data, size, rgba.data(), rgba.size(), stride))
-      fail_invalid("WebP", "the image data is corrupt or truncated");
-    composite_over_white(rgba.data(), pixels, out.image.rgb.data());
-  } else if (!WebPDecodeRGBInto(data, size, out.image.rgb.data(), out.image.rgb.size(), stride)) {
-    fail_invalid("WebP", "the image data is corrupt or truncated");
-  }
   out.orientation = orientation(data, size);
+  out.source_width = features.width;
+  out.source_height = features.height;
+  // libwebp rescales while it decodes (row by row, area-averaging): the full-size image is never
+  // held. The output keeps the aspect ratio, with its sides the smallest that meet the target.
+  int width = features.width, height = features.height;
+  const DecodeTarget t = stored_frame(target, out.orientation);
+  if (reduction_factor(width, height, t) > 1) {
+    const double scale = std::max({t.min_width / static_cast<double>(width), t.min_height / static_cast<double>(height),
+                                   t.min_long_side / static_cast<double>(std::max(width, height))});
+    width = std::clamp(static_cast<int>(std::ceil(features.width * scale)), 1, features.width);
+    height = std::clamp(static_cast<int>(std::ceil(features.height * scale)), 1, features.height);
+    config.options.use_scaling = 1;
+    config.options.scaled_width = width;
+    config.options.scaled_height = height;
+  }
+  check_declared_size("WebP", features.width, features.height, limits, config.options.use_scaling != 0);
+  check_decoded_size("WebP", width, height, limits);
+
+  out.image = Image::blank(width, height);
+  const size_t pixels = static_cast<size_t>(width) * height;
+  std::vector<uint8_t> rgba;
+  if (features.has_alpha) rgba.resize(pixels * 4);
+  config.output.colorspace = features.has_alpha ? MODE_RGBA : MODE_RGB;
+  config.output.is_external_memory = 1;
+  config.output.u.RGBA.rgba = features.has_alpha ? rgba.data() : out.image.rgb.data();
+  config.output.u.RGBA.stride = width * (features.has_alpha ? 4 : 3);
+  config.output.u.RGBA.size = features.has_alpha ? rgba.size() : out.image.rgb.size();
+  status = WebPDecode(data, size, &config);
+  WebPFreeDecBuffer(&config.output);  // external memory: frees nothing of ours
+  if (status != VP8_STATUS_OK)
+    fail_invalid("WebP", status == VP8_STATUS_NOT_ENOUGH_DATA ? status_text(status) : "the image data is corrupt or truncated");
+  if (features.has_alpha) composite_over_white(rgba.data(), pixels, out.image.rgb.data());
   return out;
 }
 

@@ -11,17 +11,28 @@
 namespace dermal::vision::detail {
 
 struct Decoded {
-  Image image;          // as stored, before orientation
+  Image image;          // as stored, before orientation (reduced when the target allowed it)
   int orientation = 1;  // EXIF orientation found in the file's metadata
+  int source_width = 0, source_height = 0;  // as stored, before orientation and reduction
 };
 
-Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits);
-Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits);
-Decoded decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits);
+// The target in the stored frame: orientations 5-8 turn the image a quarter, so its sides swap.
+DecodeTarget stored_frame(const DecodeTarget& t, int orientation);
 
-// Refuses declared dimensions that are zero, absurd or over limits.max_pixels. Called by every
-// decoder after reading the header and before allocating pixels.
-void check_declared_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits);
+Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
+Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
+Decoded decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
+
+// Refuses declared dimensions that are zero, absurd or over the limit that applies: max_source_pixels
+// when the decoder will reduce while decoding (`reducing`), max_pixels when it decodes whole. Called
+// by every decoder after reading the header and before allocating pixels.
+void check_declared_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits,
+                         bool reducing = false);
+// Refuses a reduced size over max_pixels (a target larger than the limit allows).
+void check_decoded_size(const char* format, int64_t width, int64_t height, const DecodeLimits& limits);
+// The largest whole factor k (1 = none) by which a width x height image can be shrunk while
+// meeting the target: both sides and the longer side stay at least the target's.
+int reduction_factor(int width, int height, const DecodeTarget& target);
 
 [[noreturn]] void fail_invalid(const char* format, const std::string& why);
 

@@ -29,6 +29,11 @@ ResizeMode parse_resize_mode(const std::string& name);  // "bilinear" | "area" |
 Image resize(const Image& src, int width, int height, ResizeMode mode = ResizeMode::bilinear);
 FloatMap resize(const FloatMap& src, int width, int height, ResizeMode mode = ResizeMode::bilinear);
 
+// The image shrunk (bilinear, antialiased) so that its longer side is at most max_side, keeping its
+// aspect ratio; as it is when already that small or when max_side <= 0. Overlays are drawn at this
+// display size, not at the photo's.
+Image fit_within(const Image& src, int max_side);
+
 // The largest centred region of `src` whose aspect ratio is width:height (rounded to whole
 // pixels). Resizing it to width x height is "keep aspect, then centre crop".
 Image center_crop_to_aspect(const Image& src, int width, int height);

@@ -7,6 +7,7 @@
 #include "serve/serve_fixture.h"
 #include "vision/decode.h"
 #include "vision/image_files.h"
+#include "vision/resize.h"
 
 namespace dermal::test {
 namespace {
@@ -178,8 +179,41 @@ TEST_F(Routes, BadUploads) {
   expect_status(post_image("/api/explain", std::string(bomb.begin(), bomb.end())), 422, "");
 }
 
+// A photo bigger than the display size: decoded reduced (JPEG DCT scaling to 1024 on the longer
+// side at least), the overlay drawn at the display size, never at the photo's; the answer names
+// all three sizes.
+TEST_F(Routes, BigPhotoIsReducedAndDrawnAtTheDisplaySize) {
+  const vision::Image big = vision::resize(vision::decode_image(read_bytes(ham_image(kImageId))), 2400, 1800);
+  const Bytes file = jpeg_file(JpegSpec{2400, 1800, JpegKind::rgb, big.rgb});
+  const std::string photo(file.begin(), file.end());
+  auto r = post_image("/api/predict", photo);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = json_of(r);
+  EXPECT_EQ(j["image"]["width"], 2400);
+  EXPECT_EQ(j["image"]["decoded"]["width"], 1200);
+  EXPECT_EQ(j["image"]["decoded"]["height"], 900);
+  EXPECT_EQ(j["gradcam"]["width"], 1024);
+  EXPECT_EQ(j["gradcam"]["height"], 768);
+  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
+  EXPECT_EQ(overlay.width, 1024);
+  EXPECT_EQ(overlay.height, 768);
+  // The same answer as the original small image, within the resizing's difference.
+  const auto small = json_of(post_image("/api/predict", jpeg()));
+  EXPECT_EQ(j["top"][0]["label"], small["top"][0]["label"]);
+  EXPECT_NEAR(j["top"][0]["probability"].get<double>(), small["top"][0]["probability"].get<double>(), 0.05);
+  // display_size asks for less, never for more than DISPLAY_SIZE.
+  j = json_of(post_image("/api/predict?display_size=512", photo));
+  EXPECT_EQ(j["gradcam"]["width"], 512);
+  EXPECT_EQ(decode_png_b64(j["gradcam"]["overlay_png"]).height, 384);
+  EXPECT_EQ(json_of(post_image("/api/predict?display_size=4000", photo))["gradcam"]["width"], 1024);
+  // An image smaller than the display size keeps its own size.
+  EXPECT_EQ(small["gradcam"]["width"], 200);
+  EXPECT_EQ(small["image"]["decoded"]["width"], 200);
+}
+
 TEST_F(Routes, BadParameters) {
-  for (const char* query : {"method=nope", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
+  for (const char* query : {"method=nope", "display_size=0", "display_size=big", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
                             "class=zzz", "layer=no_such_layer"}) {
     auto r = post_image(std::string("/api/predict?") + query, jpeg());
     ASSERT_TRUE(r);
