@@ -15,6 +15,8 @@ namespace dermal::serve {
 
 namespace {
 
+constexpr int kOverlayJpegQuality = 90;
+
 struct ApiParams {
   bool gradcam = true;
   explain::ExplainRequest explain;
@@ -23,6 +25,7 @@ struct ApiParams {
   vision::Colormap colormap = vision::Colormap::jet;
   bool heatmap = false;  // also return the coloured heatmap alone (the page blends it itself)
   bool overlay = true;   // return the blended overlay (the page, which blends itself, says false)
+  bool overlay_jpeg = true;  // overlay_format: jpeg (a photo: a tenth of the PNG's bytes) or png
   bool force = false;    // answer even when the lesion check withholds the diagnosis
   int display_size = 0;  // the overlay's longer side at most (0: DISPLAY_SIZE; never above it)
 };
@@ -63,6 +66,11 @@ ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
     long k = std::strtol(v.c_str(), &end, 10);
     if (v.empty() || *end != '\0' || k < 1 || k > 1000) bad_param("top_k", v, "a whole number of at least 1");
     p.top_k = static_cast<int>(k);
+  }
+  if (req.has_param("overlay_format")) {
+    const std::string v = req.get_param_value("overlay_format");
+    if (v != "jpeg" && v != "png") bad_param("overlay_format", v, "jpeg or png");
+    p.overlay_jpeg = v == "jpeg";
   }
   if (req.has_param("display_size")) {
     const std::string v = req.get_param_value("display_size");
@@ -128,7 +136,7 @@ struct Job {
   bool explained = false;
   std::string method, layer, class_code;
   int class_index = 0;
-  std::vector<uint8_t> overlay_png, heatmap_png;
+  std::vector<uint8_t> overlay, heatmap_png;  // the overlay as params.overlay_jpeg says
 };
 
 void compute(Context& ctx, Job& job) {
@@ -163,7 +171,10 @@ void compute(Context& ctx, Job& job) {
   job.class_index = e.class_index;
   start = Clock::now();
   vision::Image heat = vision::colorize(e.heatmap, job.params.colormap);
-  if (job.params.overlay) job.overlay_png = vision::encode_png(vision::blend(display, heat, job.params.alpha));
+  if (job.params.overlay) {
+    const vision::Image blended = vision::blend(display, heat, job.params.alpha);
+    job.overlay = job.params.overlay_jpeg ? vision::encode_jpeg(blended, kOverlayJpegQuality) : vision::encode_png(blended);
+  }
   if (job.params.heatmap) job.heatmap_png = vision::encode_png(heat);
   job.timings["encode"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -171,7 +182,10 @@ void compute(Context& ctx, Job& job) {
 std::shared_ptr<Job> run_job(Context& ctx, const httplib::Request& req, bool force_gradcam) {
   auto job = std::make_shared<Job>();
   job->params = parse_params(req, ctx.config);
-  if (force_gradcam) job->params.gradcam = job->params.overlay = true;
+  if (force_gradcam) {
+    job->params.gradcam = job->params.overlay = true;
+    job->params.overlay_jpeg = req.get_param_value("overlay_format") == "jpeg";  // /api/explain: PNG unless asked
+  }
   job->bytes = upload_bytes(req);
   run_on_worker(ctx, [&ctx, job] { compute(ctx, *job); });
   for (const auto& [stage, ms] : job->timings) current_request().stages[stage] = ms;
@@ -242,7 +256,8 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
                     {"width", job->overlay_width},
                     {"height", job->overlay_height}};
     if (job->params.overlay)
-      j["gradcam"]["overlay_png"] = base64_encode(job->overlay_png.data(), job->overlay_png.size());
+      j["gradcam"][job->params.overlay_jpeg ? "overlay_jpeg" : "overlay_png"] =
+          base64_encode(job->overlay.data(), job->overlay.size());
     if (job->params.heatmap)
       j["gradcam"]["heatmap_png"] = base64_encode(job->heatmap_png.data(), job->heatmap_png.size());
   } else {
@@ -267,7 +282,7 @@ void explain_route(Context& ctx, const httplib::Request& req, httplib::Response&
   char prob[32];
   std::snprintf(prob, sizeof prob, "%.6f", job->prediction.probabilities[static_cast<size_t>(job->class_index)]);
   res.set_header("X-Dermal-Probability", prob);
-  res.set_content(std::string(job->overlay_png.begin(), job->overlay_png.end()), "image/png");
+  res.set_content(std::string(job->overlay.begin(), job->overlay.end()), job->params.overlay_jpeg ? "image/jpeg" : "image/png");
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ ResizeMode parse_resize_mode(const std::string& name);  // "bilinear" | "area" |
 Image resize(const Image& src, int width, int height, ResizeMode mode = ResizeMode::bilinear);
 FloatMap resize(const FloatMap& src, int width, int height, ResizeMode mode = ResizeMode::bilinear);
 
-// The image shrunk (bilinear, antialiased) so that its longer side is at most max_side, keeping its
+// The image shrunk (area average) so that its longer side is at most max_side, keeping its
 // aspect ratio; as it is when already that small or when max_side <= 0. Overlays are drawn at this
 // display size, not at the photo's.
 Image fit_within(const Image& src, int max_side);

@@ -35,7 +35,7 @@ class Routes : public ServedModelTest {
 
 };
 
-vision::Image decode_png_b64(const std::string& b64) {
+vision::Image decode_b64(const std::string& b64) {
   std::vector<uint8_t> png = serve::base64_decode(b64);
   return vision::decode_image(png.data(), png.size());
 }
@@ -84,7 +84,10 @@ TEST_F(Routes, PredictMatchesTheClassifierCalledDirectly) {
   EXPECT_EQ(j["gradcam"]["class"], ref.ranked[0].code);
   EXPECT_NE(j["gradcam"]["layer"].get<std::string>(), "");
   EXPECT_FALSE(j["gradcam"].contains("heatmap_png"));
-  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
+  EXPECT_FALSE(j["gradcam"].contains("overlay_png"));  // a photo: JPEG unless overlay_format=png
+  const auto overlay_bytes = serve::base64_decode(j["gradcam"]["overlay_jpeg"]);
+  EXPECT_EQ(vision::detect_format(overlay_bytes.data(), overlay_bytes.size()), vision::ImageFormat::jpeg);
+  vision::Image overlay = decode_b64(j["gradcam"]["overlay_jpeg"]);
   EXPECT_EQ(overlay.width, 200);
   EXPECT_EQ(overlay.height, 150);
   for (const char* stage : {"queue", "decode", "preprocess", "infer", "explain", "encode", "total"})
@@ -107,7 +110,8 @@ TEST_F(Routes, RawBodyGivesTheSameAnswerAsMultipart) {
 }
 
 TEST_F(Routes, PredictOptions) {
-  auto r = post_image("/api/predict?method=gradcam%2B%2B&class=mel&top_k=99&alpha=0&colormap=viridis&heatmap=1", jpeg());
+  auto r = post_image("/api/predict?method=gradcam%2B%2B&class=mel&top_k=99&alpha=0&colormap=viridis&heatmap=1&overlay_format=png",
+                      jpeg());
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   auto j = json_of(r);
@@ -120,8 +124,8 @@ TEST_F(Routes, PredictOptions) {
   // alpha 0: the overlay is the decoded photo itself; the heatmap alone is not.
   std::string bytes = jpeg();
   vision::Image photo = vision::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
-  vision::Image heat = decode_png_b64(j["gradcam"]["heatmap_png"]);
+  vision::Image overlay = decode_b64(j["gradcam"]["overlay_png"]);
+  vision::Image heat = decode_b64(j["gradcam"]["heatmap_png"]);
   EXPECT_EQ(overlay.rgb, photo.rgb);
   ASSERT_EQ(heat.width, photo.width);
   EXPECT_NE(heat.rgb, photo.rgb);
@@ -129,6 +133,7 @@ TEST_F(Routes, PredictOptions) {
   auto lean = post_image("/api/predict?overlay=false&heatmap=true", jpeg());
   ASSERT_EQ(lean->status, 200);
   EXPECT_FALSE(json_of(lean)["gradcam"].contains("overlay_png"));
+  EXPECT_FALSE(json_of(lean)["gradcam"].contains("overlay_jpeg"));
   EXPECT_TRUE(json_of(lean)["gradcam"].contains("heatmap_png"));
 }
 
@@ -145,9 +150,14 @@ TEST_F(Routes, ExplainReturnsTheOverlayPng) {
   EXPECT_EQ(png.width, 200);
   EXPECT_EQ(png.height, 150);
   // The same request through /api/predict gives the same overlay bytes.
-  auto j = json_of(client().Post("/api/predict?class=bkl&alpha=0.5", jpeg(), "image/jpeg"));
+  auto j = json_of(client().Post("/api/predict?class=bkl&alpha=0.5&overlay_format=png", jpeg(), "image/jpeg"));
   EXPECT_EQ(serve::base64_encode(reinterpret_cast<const uint8_t*>(r->body.data()), r->body.size()),
             j["gradcam"]["overlay_png"]);
+  // overlay_format=jpeg: the same picture as a JPEG.
+  auto as_jpeg = client().Post("/api/explain?class=bkl&alpha=0.5&overlay_format=jpeg", jpeg(), "image/jpeg");
+  ASSERT_EQ(as_jpeg->status, 200);
+  EXPECT_EQ(as_jpeg->get_header_value("Content-Type"), "image/jpeg");
+  EXPECT_LT(as_jpeg->body.size(), r->body.size());
 }
 
 TEST_F(Routes, BadUploads) {
@@ -195,7 +205,7 @@ TEST_F(Routes, BigPhotoIsReducedAndDrawnAtTheDisplaySize) {
   EXPECT_EQ(j["image"]["decoded"]["height"], 900);
   EXPECT_EQ(j["gradcam"]["width"], 1024);
   EXPECT_EQ(j["gradcam"]["height"], 768);
-  vision::Image overlay = decode_png_b64(j["gradcam"]["overlay_png"]);
+  vision::Image overlay = decode_b64(j["gradcam"]["overlay_jpeg"]);
   EXPECT_EQ(overlay.width, 1024);
   EXPECT_EQ(overlay.height, 768);
   // The same answer as the original small image, within the resizing's difference.
@@ -205,7 +215,7 @@ TEST_F(Routes, BigPhotoIsReducedAndDrawnAtTheDisplaySize) {
   // display_size asks for less, never for more than DISPLAY_SIZE.
   j = json_of(post_image("/api/predict?display_size=512", photo));
   EXPECT_EQ(j["gradcam"]["width"], 512);
-  EXPECT_EQ(decode_png_b64(j["gradcam"]["overlay_png"]).height, 384);
+  EXPECT_EQ(decode_b64(j["gradcam"]["overlay_jpeg"]).height, 384);
   EXPECT_EQ(json_of(post_image("/api/predict?display_size=4000", photo))["gradcam"]["width"], 1024);
   // An image smaller than the display size keeps its own size.
   EXPECT_EQ(small["gradcam"]["width"], 200);
@@ -213,7 +223,7 @@ TEST_F(Routes, BigPhotoIsReducedAndDrawnAtTheDisplaySize) {
 }
 
 TEST_F(Routes, BadParameters) {
-  for (const char* query : {"method=nope", "display_size=0", "display_size=big", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
+  for (const char* query : {"method=nope", "overlay_format=gif", "display_size=0", "display_size=big", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
                             "class=zzz", "layer=no_such_layer"}) {
     auto r = post_image(std::string("/api/predict?") + query, jpeg());
     ASSERT_TRUE(r);
@@ -278,7 +288,7 @@ TEST_F(Routes, LesionCheckWithholdsTheDiagnosisOfAPhoto) {
   EXPECT_EQ(forced["lesion_check"]["passed"], false);
   EXPECT_EQ(forced["diagnosis_withheld"], false);
   EXPECT_EQ(forced["top"].size(), 3u);
-  EXPECT_TRUE(forced["gradcam"].contains("overlay_png"));
+  EXPECT_TRUE(forced["gradcam"].contains("overlay_jpeg"));
   auto lesion = json_of(post_image("/api/predict", jpeg()));
   EXPECT_EQ(lesion["lesion_check"]["passed"], true);
   EXPECT_EQ(lesion["diagnosis_withheld"], false);
