@@ -10,7 +10,7 @@ PACKAGES=(
   # package only recommends: ocl-icd-opencl-dev, or find_package(dnnl) fails)
   libdnnl-dev ocl-icd-opencl-dev libonnx-dev libprotobuf-dev protobuf-compiler
   # images (vision/)
-  libjpeg62-turbo-dev libspng-dev libwebp-dev zlib1g-dev
+  libjpeg62-turbo-dev libspng-dev libwebp-dev libheif-dev zlib1g-dev
   # Keras importer (formats/keras/): HDF5, zip, JSON
   libhdf5-dev libzip-dev nlohmann-json3-dev
   # command line

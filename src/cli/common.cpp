@@ -66,6 +66,11 @@ std::vector<std::string> parse_labels(const std::string& arg) {
 
 }  // namespace
 
+const std::vector<std::string>& image_extensions() {
+  static const std::vector<std::string> extensions{".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif"};
+  return extensions;
+}
+
 std::vector<std::string> bundled_model_dirs() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);

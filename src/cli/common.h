@@ -30,6 +30,9 @@ struct ModelOptions {
 void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag = true);
 // MODEL_PATH, then models/ beside the executable (build tree or install), then ./models.
 std::string default_model_path();
+// The file name extensions of the image formats Dermal reads, lower case with the dot (".jpg", ...).
+const std::vector<std::string>& image_extensions();
+
 // The folders holding the bundled models (where the lesion check's backbone is found too).
 std::vector<std::string> bundled_model_dirs();
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o);

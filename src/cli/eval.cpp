@@ -80,8 +80,12 @@ std::vector<Row> read_labels(const std::string& path, const std::string& split) 
 std::string image_path(const std::string& dir, const std::string& image) {
   fs::path p = fs::path(dir) / image;
   if (p.has_extension() && fs::exists(p)) return p.string();
-  for (const char* ext : {".jpg", ".jpeg", ".png", ".webp", ".JPG", ".PNG"})
-    if (fs::exists(p.string() + ext)) return p.string() + ext;
+  for (const std::string& ext : image_extensions()) {
+    std::string upper = ext;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (const std::string& e : {ext, upper})
+      if (fs::exists(p.string() + e)) return p.string() + e;
+  }
   return p.string();
 }
 

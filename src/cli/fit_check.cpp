@@ -8,6 +8,7 @@
 // top classes, so the images need no labels. Each --images argument counts as one source (a
 // clinic, a camera): the threshold lets --pass-rate of each source's held-back images pass.
 // --ood folders are only measured, never fitted on.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -45,7 +46,8 @@ struct Listed {
 bool is_image_file(const fs::path& p) {
   std::string ext = p.extension().string();
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp";
+  const auto& known = image_extensions();
+  return std::find(known.begin(), known.end(), ext) != known.end();
 }
 
 // Image files under each argument (a folder, searched recursively, or a file), sorted; at most

@@ -79,6 +79,9 @@ Command add_serve(CLI::App& app) {
       "Largest decoded (working) width x height, after reduction while decoding (422 above); default 16000000");
   add("--max-source-pixels", "MAX_SOURCE_PIXELS",
       "Largest width x height a file may declare when it is reduced while decoding (422 above); default 120000000");
+  add("--max-decoder-mb", "MAX_DECODER_MB",
+      "Memory a decoder may use besides the decoded image, in MiB (progressive JPEG, HEIC/AVIF, PNG with alpha); "
+      "default 36");
   add("--display-size", "DISPLAY_SIZE",
       "Longer side images are decoded to (at least) and overlays drawn at (at most); 0: full size; default 1024");
   add("--max-queue", "MAX_QUEUE", "Requests waiting for the model before 503s; default 16");

@@ -85,7 +85,7 @@ const char* log_level_name(LogLevel l) {
 const std::vector<std::string>& config_names() {
   static const std::vector<std::string> names{
       "PRELOAD_MODEL", "ENABLE_GRADCAM", "MODEL_PATH",        "MODEL_CARD", "HOST",       "PORT",     "THREADS",
-      "MAX_UPLOAD_MB", "MAX_IMAGE_PIXELS", "MAX_SOURCE_PIXELS", "DISPLAY_SIZE", "MAX_QUEUE", "REQUEST_TIMEOUT_S", "CAM_METHOD", "LOG_LEVEL",
+      "MAX_UPLOAD_MB", "MAX_IMAGE_PIXELS", "MAX_SOURCE_PIXELS", "MAX_DECODER_MB", "DISPLAY_SIZE", "MAX_QUEUE", "REQUEST_TIMEOUT_S", "CAM_METHOD", "LOG_LEVEL",
       "LESION_CHECK", "LESION_CHECK_THRESHOLD", "LESION_CHECK_FILE"};
   return names;
 }
@@ -159,6 +159,7 @@ ServeConfig load_config(const ConfigSources& src) {
     else if (name == "MAX_UPLOAD_MB") c.max_upload_mb = parse_number(name, r, 0, 1024);
     else if (name == "MAX_IMAGE_PIXELS") c.max_image_pixels = parse_int(name, r, 1, 1'000'000'000);
     else if (name == "MAX_SOURCE_PIXELS") c.max_source_pixels = parse_int(name, r, 1, 4'000'000'000);
+    else if (name == "MAX_DECODER_MB") c.max_decoder_mb = parse_number(name, r, 1, 65536);
     else if (name == "DISPLAY_SIZE") c.display_size = static_cast<int>(parse_int(name, r, 0, 65536));
     else if (name == "MAX_QUEUE") c.max_queue = static_cast<int>(parse_int(name, r, 0, 10'000));
     else if (name == "REQUEST_TIMEOUT_S") c.request_timeout_s = parse_number(name, r, 0, 3600);
@@ -206,6 +207,7 @@ std::map<std::string, std::string> config_values(const ServeConfig& c) {
           {"MAX_UPLOAD_MB", num(c.max_upload_mb)},
           {"MAX_IMAGE_PIXELS", std::to_string(c.max_image_pixels)},
           {"MAX_SOURCE_PIXELS", std::to_string(c.max_source_pixels)},
+          {"MAX_DECODER_MB", num(c.max_decoder_mb)},
           {"DISPLAY_SIZE", std::to_string(c.display_size)},
           {"MAX_QUEUE", std::to_string(c.max_queue)},
           {"REQUEST_TIMEOUT_S", num(c.request_timeout_s)},

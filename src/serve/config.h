@@ -35,6 +35,7 @@ struct ServeConfig {
   // reduced while decoding (JPEG, WebP, PNG), so this bounds memory, not the photo's size.
   int64_t max_image_pixels = 16'000'000;
   int64_t max_source_pixels = 120'000'000;  // MAX_SOURCE_PIXELS: what a file may declare when it is reduced
+  double max_decoder_mb = 36;       // MAX_DECODER_MB: a decoder's own memory (progressive JPEG, HEIC, PNG with alpha)
   int display_size = 1024;          // DISPLAY_SIZE: the longer side images are decoded to and overlays drawn at
   int max_queue = 16;               // MAX_QUEUE: requests waiting for the model (503 above)
   double request_timeout_s = 30;    // REQUEST_TIMEOUT_S: queue wait plus work (504 above)

@@ -14,6 +14,7 @@ ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
   limits_.max_bytes = config.max_upload_bytes();
   limits_.max_pixels = config.max_image_pixels;
   limits_.max_source_pixels = config.max_source_pixels;
+  limits_.max_decoder_bytes = static_cast<size_t>(config.max_decoder_mb * 1024 * 1024);
   display_size_ = config.display_size;
   check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold,
             config.bundled_model_dirs, false, ""};

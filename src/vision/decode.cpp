@@ -32,10 +32,6 @@ const char* other_format_name(const uint8_t* data, size_t size) {
   if (starts_with(data, size, "GIF8", 4)) return "GIF";
   if (starts_with(data, size, "BM", 2)) return "BMP";
   if (starts_with(data, size, "II*\0", 4) || starts_with(data, size, "MM\0*", 4)) return "TIFF";
-  if (starts_with(data, size, "ftypheic", 8, 4) || starts_with(data, size, "ftypheix", 8, 4) ||
-      starts_with(data, size, "ftypmif1", 8, 4))
-    return "HEIC";
-  if (starts_with(data, size, "ftypavif", 8, 4)) return "AVIF";
   if (starts_with(data, size, "%PDF", 4)) return "PDF";
   return nullptr;
 }
@@ -43,7 +39,7 @@ const char* other_format_name(const uint8_t* data, size_t size) {
 [[noreturn]] void refuse_unknown(const uint8_t* data, size_t size) {
   if (const char* other = other_format_name(data, size))
     throw Error(ErrorKind::invalid_input, std::string(other) +
-                                              " images are not supported: send JPEG, PNG or WebP");
+                                              " images are not supported: send JPEG, PNG, WebP, HEIC or AVIF");
   if (looks_like_text(data, size)) {
     std::string head(reinterpret_cast<const char*>(data), std::min<size_t>(size, 24));
     for (char& c : head)
@@ -59,7 +55,7 @@ const char* other_format_name(const uint8_t* data, size_t size) {
   }
   if (!hex.empty()) hex.pop_back();
   throw Error(ErrorKind::invalid_input, "unknown image format (first bytes: " + hex +
-                                            "): JPEG, PNG and WebP are supported");
+                                            "): JPEG, PNG, WebP, HEIC and AVIF are supported");
 }
 
 }  // namespace
@@ -69,6 +65,7 @@ const char* format_name(ImageFormat f) {
     case ImageFormat::jpeg: return "JPEG";
     case ImageFormat::png: return "PNG";
     case ImageFormat::webp: return "WebP";
+    case ImageFormat::heif: return "HEIF";
     case ImageFormat::unknown: break;
   }
   return "unknown";
@@ -79,6 +76,10 @@ ImageFormat detect_format(const uint8_t* data, size_t size) {
   if (starts_with(data, size, "\xFF\xD8\xFF", 3)) return ImageFormat::jpeg;
   if (starts_with(data, size, "\x89PNG\r\n\x1a\n", 8)) return ImageFormat::png;
   if (starts_with(data, size, "RIFF", 4) && starts_with(data, size, "WEBP", 4, 8)) return ImageFormat::webp;
+  // HEIF (the iPhone's HEIC) and AVIF: an ISO-BMFF 'ftyp' box with one of their major brands.
+  if (starts_with(data, size, "ftyp", 4, 4))
+    for (const char* brand : {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"})
+      if (starts_with(data, size, brand, 4, 8)) return ImageFormat::heif;
   return ImageFormat::unknown;
 }
 
@@ -93,6 +94,7 @@ Image decode_image(const uint8_t* data, size_t size, const DecodeLimits& limits,
     case ImageFormat::jpeg: d = detail::decode_jpeg(data, size, limits, target); break;
     case ImageFormat::png: d = detail::decode_png(data, size, limits, target); break;
     case ImageFormat::webp: d = detail::decode_webp(data, size, limits, target); break;
+    case ImageFormat::heif: d = detail::decode_heif(data, size, limits, target); break;
     case ImageFormat::unknown: refuse_unknown(data, size);
   }
   if (source) {
@@ -128,6 +130,31 @@ void check_decoded_size(const char* format, int64_t width, int64_t height, const
     throw Error(ErrorKind::too_large, std::string(format) + " image would decode to " + std::to_string(width) + "x" +
                                           std::to_string(height) + " pixels, over the limit of " +
                                           std::to_string(limits.max_pixels) + " pixels");
+}
+
+BlockReducer::BlockReducer(int width, int height, int k)
+    : width_(width), k_(k), sums_(static_cast<size_t>((width + k - 1) / k) * 3, 0),
+      out_(Image::blank((width + k - 1) / k, (height + k - 1) / k)) {}
+
+void BlockReducer::add_row(const uint8_t* px) {
+  for (int x = 0; x < width_; ++x)
+    for (int c = 0; c < 3; ++c) sums_[(x / k_) * 3 + c] += px[x * 3 + c];
+  if (++rows_in_block_ == k_) flush();
+}
+
+void BlockReducer::flush() {
+  for (int x = 0; x < out_.width; ++x) {
+    const uint32_t n = static_cast<uint32_t>(std::min(k_, width_ - x * k_) * rows_in_block_);
+    for (int c = 0; c < 3; ++c) out_.pixel(x, out_y_)[c] = static_cast<uint8_t>((sums_[x * 3 + c] + n / 2) / n);
+  }
+  std::fill(sums_.begin(), sums_.end(), 0);
+  rows_in_block_ = 0;
+  ++out_y_;
+}
+
+Image BlockReducer::take() {
+  if (rows_in_block_ > 0) flush();
+  return std::move(out_);
 }
 
 int reduction_factor(int width, int height, const DecodeTarget& t) {

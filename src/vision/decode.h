@@ -1,5 +1,6 @@
-// Decodes untrusted image bytes (JPEG, PNG, WebP; the format comes from the magic bytes, never a
-// file name) into 8-bit RGB with the EXIF orientation applied.
+// Decodes untrusted image bytes (JPEG, PNG, WebP, HEIC/AVIF; the format comes from the magic bytes,
+// never a file name) into 8-bit RGB with the EXIF orientation applied (HEIF: its own rotation and
+// mirroring boxes).
 //
 //   vision::DecodeLimits limits;               // 20 MiB, 16 megapixels decoded, 120 declared, ...
 //   vision::Image img = vision::decode_image(bytes.data(), bytes.size(), limits);
@@ -10,7 +11,9 @@
 // Decoding to the size that is needed: a big photo never exists in memory at full size. JPEG
 // reduces in the DCT domain (libjpeg-turbo's scale_num / 8, the smallest that meets the target),
 // WebP with libwebp's rescaler while decoding, non-interlaced PNG row by row with an integer box
-// (area) reduction; images that already fit the target are decoded whole, as before.
+// (area) reduction; images that already fit the target are decoded whole, as before. HEIF cannot
+// be decoded at reduced size (libheif decodes the whole image): it is held to the decoder budget
+// (about 7 bytes a pixel: 5.4 MP with the default 36 MiB) and reduced while copied out.
 //
 // Everything becomes RGB: grayscale is replicated, 16-bit samples keep their high byte, palettes
 // are expanded, CMYK/YCCK JPEGs are converted (Adobe's inverted CMYK included), and alpha is
@@ -30,7 +33,7 @@
 
 namespace dermal::vision {
 
-enum class ImageFormat { unknown, jpeg, png, webp };
+enum class ImageFormat { unknown, jpeg, png, webp, heif };  // heif: HEIC and AVIF
 const char* format_name(ImageFormat f);
 ImageFormat detect_format(const uint8_t* data, size_t size);
 
@@ -42,8 +45,8 @@ struct DecodeLimits {
   // decode whole is held to max_pixels instead.
   int64_t max_source_pixels = 120'000'000;
   // What a decoder may allocate besides the decoded image (a progressive JPEG keeps every DCT
-  // coefficient of the full-size image: about 3 bytes a pixel).
-  size_t max_decoder_bytes = 64u << 20;
+  // coefficient of the full-size image: about 3 bytes a pixel; libheif about 7).
+  size_t max_decoder_bytes = 36u << 20;
   int max_jpeg_scans = 200;           // JPEG scans, at least 1 (progressive files have about 10)
   // PNG metadata (text, zTXt/iTXt inflated, ICC profiles, ...); pixel data (IDAT) is bounded by
   // max_pixels instead. One chunk, and all of them together; a chunk limit above the total

@@ -56,40 +56,21 @@ int orientation(spng_ctx* ctx) {
   return exif_orientation(reinterpret_cast<const uint8_t*>(exif.data), exif.length);
 }
 
-// Non-interlaced images bigger than the target: row by row, each k x k block of pixels averaged
-// (an area reduction by a whole factor) as the rows arrive, so only k rows' sums are held.
+// Non-interlaced images bigger than the target: row by row into a BlockReducer, so that only k
+// rows' sums are held.
 Image decode_reduced(spng_ctx* ctx, const spng_ihdr& ihdr, int k, bool alpha) {
   const int width = static_cast<int>(ihdr.width), height = static_cast<int>(ihdr.height);
-  const int out_w = (width + k - 1) / k, out_h = (height + k - 1) / k;
-  Image out = Image::blank(out_w, out_h);
+  BlockReducer reducer(width, height, k);
   const int fmt = alpha ? SPNG_FMT_RGBA8 : SPNG_FMT_RGB8;
   check(spng_decode_image(ctx, nullptr, 0, fmt, SPNG_DECODE_PROGRESSIVE | (alpha ? SPNG_DECODE_TRNS : 0)));
   std::vector<uint8_t> row(static_cast<size_t>(width) * (alpha ? 4 : 3)), rgb(static_cast<size_t>(width) * 3);
-  std::vector<uint32_t> sums(static_cast<size_t>(out_w) * 3, 0);
-  int rows_in_block = 0, out_y = 0;
-  auto flush = [&] {
-    for (int x = 0; x < out_w; ++x) {
-      const uint32_t n = static_cast<uint32_t>(std::min(k, width - x * k) * rows_in_block);
-      for (int c = 0; c < 3; ++c) out.pixel(x, out_y)[c] = static_cast<uint8_t>((sums[x * 3 + c] + n / 2) / n);
-    }
-    std::fill(sums.begin(), sums.end(), 0);
-    rows_in_block = 0;
-    ++out_y;
-  };
   for (int y = 0; y < height; ++y) {
     int code = spng_decode_row(ctx, row.data(), row.size());
     if (code != 0 && !(code == SPNG_EOI && y == height - 1)) fail_spng(code);
-    const uint8_t* px = row.data();
-    if (alpha) {
-      composite_over_white(row.data(), static_cast<size_t>(width), rgb.data());
-      px = rgb.data();
-    }
-    for (int x = 0; x < width; ++x)
-      for (int c = 0; c < 3; ++c) sums[(x / k) * 3 + c] += px[x * 3 + c];
-    if (++rows_in_block == k) flush();
+    if (alpha) composite_over_white(row.data(), static_cast<size_t>(width), rgb.data());
+    reducer.add_row(alpha ? rgb.data() : row.data());
   }
-  if (rows_in_block > 0) flush();
-  return out;
+  return reducer.take();
 }
 
 }  // namespace

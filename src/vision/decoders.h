@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "vision/decode.h"
 #include "vision/image.h"
@@ -22,6 +23,7 @@ DecodeTarget stored_frame(const DecodeTarget& t, int orientation);
 Decoded decode_jpeg(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
 Decoded decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
 Decoded decode_webp(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
+Decoded decode_heif(const uint8_t* data, size_t size, const DecodeLimits& limits, const DecodeTarget& target);
 
 // Refuses declared dimensions that are zero, absurd or over the limit that applies: max_source_pixels
 // when the decoder will reduce while decoding (`reducing`), max_pixels when it decodes whole. Called
@@ -35,6 +37,22 @@ void check_decoded_size(const char* format, int64_t width, int64_t height, const
 int reduction_factor(int width, int height, const DecodeTarget& target);
 
 [[noreturn]] void fail_invalid(const char* format, const std::string& why);
+
+// Averages whole k x k blocks of RGB rows given one at a time, top to bottom, into a
+// ceil(width / k) x ceil(height / k) image (blocks at the right and bottom edges average what they
+// hold): an area reduction that holds k rows' sums, never the full-size image.
+class BlockReducer {
+ public:
+  BlockReducer(int width, int height, int k);
+  void add_row(const uint8_t* rgb);  // `width` RGB pixels
+  Image take();
+
+ private:
+  void flush();
+  int width_, k_, rows_in_block_ = 0, out_y_ = 0;
+  std::vector<uint32_t> sums_;
+  Image out_;
+};
 
 // RGBA -> RGB over a white background: out = (c * a + 255 * (255 - a)) / 255, rounded.
 void composite_over_white(const uint8_t* rgba, size_t pixels, uint8_t* rgb);

@@ -60,6 +60,7 @@ TEST(ServeConfig, Defaults) {
   EXPECT_EQ(c.max_image_pixels, 16'000'000);
   EXPECT_EQ(c.max_source_pixels, 120'000'000);
   EXPECT_EQ(c.display_size, 1024);
+  EXPECT_EQ(c.max_decoder_mb, 36);
   EXPECT_EQ(c.max_queue, 16);
   EXPECT_EQ(c.request_timeout_s, 30);
   EXPECT_EQ(c.cam_method, "gradcam");
@@ -100,7 +101,7 @@ TEST(ServeConfig, MalformedValuesNameTheSettingAndItsSource) {
       {"PORT", "abc"},          {"PORT", "70000"},           {"PORT", "-1"},          {"PORT", "80.5"},
       {"PRELOAD_MODEL", "maybe"}, {"ENABLE_GRADCAM", ""},     {"THREADS", "many"},     {"THREADS", "-2"},
       {"MAX_UPLOAD_MB", "0"},   {"MAX_UPLOAD_MB", "ten"},    {"MAX_UPLOAD_MB", "nan"}, {"MAX_IMAGE_PIXELS", "0"},
-      {"MAX_IMAGE_PIXELS", "1e6"}, {"MAX_SOURCE_PIXELS", "0"}, {"DISPLAY_SIZE", "-1"}, {"DISPLAY_SIZE", "big"}, {"MAX_QUEUE", "1.5"},     {"MAX_QUEUE", "-1"},     {"REQUEST_TIMEOUT_S", "0"},
+      {"MAX_IMAGE_PIXELS", "1e6"}, {"MAX_SOURCE_PIXELS", "0"}, {"DISPLAY_SIZE", "-1"}, {"MAX_DECODER_MB", "0"}, {"DISPLAY_SIZE", "big"}, {"MAX_QUEUE", "1.5"},     {"MAX_QUEUE", "-1"},     {"REQUEST_TIMEOUT_S", "0"},
       {"REQUEST_TIMEOUT_S", "soon"}, {"CAM_METHOD", "magic"}, {"LOG_LEVEL", "loud"},   {"HOST", ""},
       {"HOST", "http://x"}};
   for (const auto& [name, value] : bad) {

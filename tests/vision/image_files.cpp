@@ -8,8 +8,10 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <string>
 
 #include <jpeglib.h>
+#include <libheif/heif.h>
 
 namespace dermal::test {
 namespace {
@@ -152,6 +154,49 @@ vision::Image quadrants(int width, int height) {
       std::memcpy(img.pixel(x, y), kQuadrantColors[q], 3);
     }
   return img;
+}
+
+namespace {
+
+heif_error write_bytes(heif_context*, const void* data, size_t size, void* userdata) {
+  auto* out = static_cast<Bytes*>(userdata);
+  out->insert(out->end(), static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + size);
+  return heif_error{heif_error_Ok, heif_suberror_Unspecified, "ok"};
+}
+
+void heif_check(const heif_error& e) {
+  if (e.code != heif_error_Ok) throw std::runtime_error(std::string("libheif: ") + e.message);
+}
+
+}  // namespace
+
+Bytes heif_file(const vision::Image& img, bool avif, int quality, const Bytes& alpha) {
+  heif_context* ctx = heif_context_alloc();
+  heif_image* image = nullptr;
+  const bool with_alpha = !alpha.empty();
+  heif_check(heif_image_create(img.width, img.height, heif_colorspace_RGB,
+                               with_alpha ? heif_chroma_interleaved_RGBA : heif_chroma_interleaved_RGB, &image));
+  heif_check(heif_image_add_plane(image, heif_channel_interleaved, img.width, img.height, 8));
+  int stride = 0;
+  uint8_t* plane = heif_image_get_plane(image, heif_channel_interleaved, &stride);
+  const int channels = with_alpha ? 4 : 3;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      uint8_t* d = plane + static_cast<size_t>(y) * stride + x * channels;
+      std::memcpy(d, img.pixel(x, y), 3);
+      if (with_alpha) d[3] = alpha[static_cast<size_t>(y) * img.width + x];
+    }
+  heif_encoder* encoder = nullptr;
+  heif_check(heif_context_get_encoder_for_format(ctx, avif ? heif_compression_AV1 : heif_compression_HEVC, &encoder));
+  heif_check(heif_encoder_set_lossy_quality(encoder, quality));
+  heif_check(heif_context_encode_image(ctx, image, encoder, nullptr, nullptr));
+  heif_encoder_release(encoder);
+  heif_image_release(image);
+  Bytes out;
+  heif_writer writer{1, write_bytes};
+  heif_check(heif_context_write(ctx, &writer, &out));
+  heif_context_free(ctx);
+  return out;
 }
 
 }  // namespace dermal::test

@@ -41,6 +41,10 @@ struct JpegSpec {
 };
 Bytes jpeg_file(const JpegSpec& spec);
 
+// HEIC (HEVC, libheif's x265 encoder) or AVIF (AV1, its aom encoder) of an RGB image; with
+// `alpha`, a fourth channel, the pixels' given alpha values, is written too.
+Bytes heif_file(const vision::Image& img, bool avif, int quality = 90, const Bytes& alpha = {});
+
 // Four flat quadrants (red, green / blue, near-white), what survives JPEG well.
 vision::Image quadrants(int width, int height);
 // The colour of each quadrant, in the order top-left, top-right, bottom-left, bottom-right.
