@@ -137,8 +137,18 @@ BlockReducer::BlockReducer(int width, int height, int k)
       out_(Image::blank((width + k - 1) / k, (height + k - 1) / k)) {}
 
 void BlockReducer::add_row(const uint8_t* px) {
-  for (int x = 0; x < width_; ++x)
-    for (int c = 0; c < 3; ++c) sums_[(x / k_) * 3 + c] += px[x * 3 + c];
+  uint32_t* sum = sums_.data();
+  for (int x0 = 0; x0 < width_; x0 += k_, sum += 3) {  // one output column's block at a time
+    uint32_t r = 0, g = 0, b = 0;
+    for (const uint8_t* p = px + x0 * 3; p < px + std::min(x0 + k_, width_) * 3; p += 3) {
+      r += p[0];
+      g += p[1];
+      b += p[2];
+    }
+    sum[0] += r;
+    sum[1] += g;
+    sum[2] += b;
+  }
   if (++rows_in_block_ == k_) flush();
 }
 
