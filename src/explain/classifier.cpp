@@ -60,6 +60,13 @@ void flip_map_width(std::vector<float>& map, int width, int height) {
   for (int y = 0; y < height; ++y) std::reverse(map.begin() + y * width, map.begin() + (y + 1) * width);
 }
 
+// Layout plumbing is not a layer: a Keras importer's transpose back to channels-last before Flatten
+// (its dims are no longer N, C, H, W), a reshape, a flatten, the padding in front of a convolution.
+bool layout_plumbing(const engine::Graph& g, const std::string& tensor) {
+  const engine::Node* n = g.producer(tensor);
+  return n && (n->type == "Transpose" || n->type == "Reshape" || n->type == "Flatten" || n->type == "Pad");
+}
+
 // The backbone the statistics name: beside the statistics, else in the folders the front end
 // gives (the bundled models). Its outputs must be the layers the statistics were fitted on.
 std::unique_ptr<LesionBackbone> load_backbone(const LesionCheckStats& stats, const std::string& stats_path,
@@ -85,6 +92,11 @@ struct Classifier::Plans {
 };
 
 Classifier::~Classifier() = default;
+
+Shape Classifier::input_shape(int64_t batch) const {
+  const auto& p = card_.preprocess;
+  return p.nhwc ? Shape{batch, p.height, p.width, 3} : Shape{batch, 3, p.height, p.width};
+}
 
 std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path,
                                              const formats::CardOverrides& overrides, const LesionCheckOptions& check) {
@@ -134,8 +146,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   // check reads; without statistics (and not fitting them) none is kept from buffer reuse.
   auto plan = [&] {
     PlanOptions opts;
-    const auto& p = c->card_.preprocess;
-    opts.input_shapes[c->card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+    opts.input_shapes[c->card_.input_name] = c->input_shape(1);
     opts.keep = {c->model_.logits};
     opts.keep.insert(opts.keep.end(), c->content_layers_.begin(), c->content_layers_.end());
     opts.keep.insert(opts.keep.end(), c->appearance_layers_.begin(), c->appearance_layers_.end());
@@ -183,8 +194,7 @@ void Classifier::default_lesion_layers() {
     if (t.name == content) break;
     const Shape& s = t.info.shape;
     if (t.known || s.size() != 4 || model_.graph->is_input(t.name) || s[2] < 2 || s[3] < 2) continue;
-    const engine::Node* n = model_.graph->producer(t.name);
-    if (!n || n->type == "Transpose" || n->type == "Reshape" || n->type == "Pad") continue;
+    if (!model_.graph->producer(t.name) || layout_plumbing(*model_.graph, t.name)) continue;
     const int64_t plane = s[2] * s[3];  // inner tensors are NCHW
     if (plane > content_plane) before = t.name;
     if (plane * 4 >= input_plane) stride2 = t.name;
@@ -302,14 +312,9 @@ std::string Classifier::resolve_layer(const std::string& request) const {
       bool feeds = std::any_of(it->outputs.begin(), it->outputs.end(), [&](const std::string& o) { return ancestors.count(o); });
       if (feeds) ancestors.insert(it->inputs.begin(), it->inputs.end());
     }
-    // Layout plumbing (a Keras importer's transpose back to channels-last before Flatten) is not
-    // a layer: its dims are no longer N, C, H, W.
-    auto plumbing = [&](const std::string& name) {
-      const engine::Node* n = g.producer(name);
-      return n && (n->type == "Transpose" || n->type == "Reshape" || n->type == "Flatten");
-    };
     for (auto it = tensors.rbegin(); it != tensors.rend(); ++it)
-      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name) && !plumbing(it->name)) return it->name;
+      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name) && !layout_plumbing(g, it->name))
+        return it->name;
     throw Error(ErrorKind::unsupported, "the model has no spatial layer (H and W > 1) to explain");
   }
   for (const auto& t : tensors)
@@ -420,8 +425,7 @@ Explanation Classifier::explain_tensor(const Tensor& x, const vision::Image* ima
   if (planned == plans_->explain.end()) {
     if (plans_->explain.size() >= 4) plans_->explain.clear();  // bound the plans callers can make us hold
     PlanOptions opts;
-    const auto& p = card_.preprocess;
-    opts.input_shapes[card_.input_name] = p.nhwc ? Shape{1, p.height, p.width, 3} : Shape{1, 3, p.height, p.width};
+    opts.input_shapes[card_.input_name] = input_shape(1);
     opts.keep = {layer, model_.logits};
     opts.keep.insert(opts.keep.end(), content_layers_.begin(), content_layers_.end());
     opts.keep.insert(opts.keep.end(), appearance_layers_.begin(), appearance_layers_.end());

@@ -130,6 +130,7 @@ class Classifier {
   Classifier() = default;
   struct Plans;
   Prediction to_prediction(const engine::Tensor& logits) const;
+  std::vector<int64_t> input_shape(int64_t batch) const;  // the card's input, NCHW or NHWC
   Prediction predict_tensor(const engine::Tensor& input, const vision::Image* image, Timings& timings);
   Explanation explain_tensor(const engine::Tensor& input, const vision::Image* image, int heatmap_width,
                              int heatmap_height, const ExplainRequest& request, Timings& timings);
