@@ -338,7 +338,9 @@ int Classifier::resolve_class(const std::string& target, const Prediction& p) co
   if (target.empty() || target == "top") return p.ranked.front().index;
   for (size_t i = 0; i < card_.labels.size(); ++i)
     if (card_.labels[i].code == target) return static_cast<int>(i);
-  if (std::all_of(target.begin(), target.end(), ::isdigit) && target.size() < 6) {
+  // Bytes above 127 from a query string must not reach isdigit as negative chars (undefined).
+  const bool digits = std::all_of(target.begin(), target.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (digits && target.size() < 6) {
     int index = std::stoi(target);
     if (index < static_cast<int>(card_.labels.size())) return index;
   }

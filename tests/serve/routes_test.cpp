@@ -223,7 +223,7 @@ TEST_F(Routes, BigPhotoIsReducedAndDrawnAtTheDisplaySize) {
 }
 
 TEST_F(Routes, BadParameters) {
-  for (const char* query : {"method=nope", "overlay_format=gif", "display_size=0", "display_size=big", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
+  for (const char* query : {"method=nope", "class=%C3%A9", "overlay_format=gif", "display_size=0", "display_size=big", "top_k=0", "top_k=x", "alpha=2", "alpha=", "colormap=rainbow", "gradcam=maybe",
                             "class=zzz", "layer=no_such_layer"}) {
     auto r = post_image(std::string("/api/predict?") + query, jpeg());
     ASSERT_TRUE(r);
