@@ -81,5 +81,14 @@ TEST(Heif, BigPhotoIsReducedAndWithinTheDecoderBudget) {
   expect_error([&] { decode_image(cut); }, {ErrorKind::invalid_input, ErrorKind::too_large}, {"HEIC"});
 }
 
+TEST(Heif, CorruptedFilesNeverCrash) {
+  const Image src = vision::resize(decode_image(read_bytes(ham_image("ISIC_0024306"))), 320, 240);
+  auto [decoded, refused] = decode_corruptions({heif_file(src, false), heif_file(src, true)}, 100, [](const Bytes& b) {
+    return decode_image(b, {}, DecodeTarget{32, 32, 100});
+  });
+  EXPECT_GT(refused, 0);
+  EXPECT_GE(decoded + refused, 200);
+}
+
 }  // namespace
 }  // namespace dermal::test

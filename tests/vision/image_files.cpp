@@ -11,7 +11,12 @@
 #include <string>
 
 #include <jpeglib.h>
+#include <gtest/gtest.h>
 #include <libheif/heif.h>
+
+#include <random>
+
+#include "engine/error.h"
 
 namespace dermal::test {
 namespace {
@@ -169,6 +174,29 @@ void heif_check(const heif_error& e) {
 }
 
 }  // namespace
+
+std::pair<int, int> decode_corruptions(const std::vector<Bytes>& files, int trials,
+                                       const std::function<vision::Image(const Bytes&)>& decode) {
+  std::mt19937 rng(42);
+  int decoded = 0, refused = 0;
+  for (const Bytes& original : files) {
+    for (int trial = 0; trial < trials; ++trial) {
+      Bytes b = original;
+      const int flips = 1 + static_cast<int>(rng() % 8);
+      for (int f = 0; f < flips; ++f) b[rng() % b.size()] = static_cast<uint8_t>(rng());
+      if (trial % 5 == 0) b.resize(rng() % b.size() + 1);
+      try {
+        vision::Image img = decode(b);
+        EXPECT_EQ(img.rgb.size(), static_cast<size_t>(img.width) * img.height * 3);
+        ++decoded;
+      } catch (const Error& e) {
+        EXPECT_TRUE(e.kind() == ErrorKind::invalid_input || e.kind() == ErrorKind::too_large) << e.what();
+        ++refused;
+      }
+    }
+  }
+  return {decoded, refused};
+}
 
 Bytes heif_file(const vision::Image& img, bool avif, int quality, const Bytes& alpha) {
   heif_context* ctx = heif_context_alloc();

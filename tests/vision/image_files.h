@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,12 @@ struct JpegSpec {
   Bytes app1;  // written as an APP1 marker when not empty
 };
 Bytes jpeg_file(const JpegSpec& spec);
+
+// Random byte flips (and every fifth trial a truncation) in each file, `trials` times: each
+// decode must succeed or throw dermal::Error (invalid_input or too_large), never anything else and
+// never crash (ASan watches the sanitizer build). Returns {decoded, refused}.
+std::pair<int, int> decode_corruptions(const std::vector<Bytes>& files, int trials,
+                                       const std::function<vision::Image(const Bytes&)>& decode);
 
 // HEIC (HEVC, libheif's x265 encoder) or AVIF (AV1, its aom encoder) of an RGB image; with
 // `alpha`, a fourth channel, the pixels' given alpha values, is written too.

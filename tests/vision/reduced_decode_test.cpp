@@ -141,5 +141,23 @@ TEST(ReducedDecode, TargetFollowsTheExifOrientation) {
   EXPECT_EQ(r.height, 1500);
 }
 
+// The reduced paths (DCT scaling, libwebp's rescaler, PNG rows into the BlockReducer) on corrupted
+// files: refused or decoded, never a crash.
+TEST(ReducedDecode, CorruptedFilesNeverCrash) {
+  const Image big = enlarged_lesion(640, 480);
+  uint8_t* out = nullptr;
+  const size_t size = WebPEncodeRGB(big.rgb.data(), 640, 480, 640 * 3, 80, &out);
+  const Bytes webp(out, out + size);
+  WebPFree(out);
+  JpegSpec progressive{640, 480, JpegKind::rgb, big.rgb};
+  progressive.progressive = true;
+  const std::vector<Bytes> files = {jpeg_file(JpegSpec{640, 480, JpegKind::rgb, big.rgb}), jpeg_file(progressive), webp,
+                                    png_file(640, 480, 8, 2, big.rgb)};
+  auto [decoded, refused] =
+      decode_corruptions(files, 100, [](const Bytes& b) { return decode_image(b, {}, DecodeTarget{32, 32, 100}); });
+  EXPECT_GT(decoded, 0);
+  EXPECT_GT(refused, 0);
+}
+
 }  // namespace
 }  // namespace dermal::test
