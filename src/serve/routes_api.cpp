@@ -34,6 +34,15 @@ struct ApiParams {
   throw HttpError(400, "query parameter " + name + "='" + value.substr(0, 64) + "' is not valid: expected " + expected);
 }
 
+// A whole number from lo to hi (the request has the parameter); else 400 saying `expected`.
+int int_param(const httplib::Request& req, const char* name, long lo, long hi, const char* expected) {
+  const std::string v = req.get_param_value(name);
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < lo || n > hi) bad_param(name, v, expected);
+  return static_cast<int>(n);
+}
+
 bool bool_param(const httplib::Request& req, const std::string& name, bool fallback) {
   if (!req.has_param(name.c_str())) return fallback;
   std::string v = req.get_param_value(name.c_str());
@@ -60,25 +69,14 @@ ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
   if (req.has_param("layer")) p.explain.layer = req.get_param_value("layer").substr(0, 256);
   if (p.explain.target.empty()) p.explain.target = "top";
   if (p.explain.layer.empty()) p.explain.layer = "auto";
-  if (req.has_param("top_k")) {
-    const std::string v = req.get_param_value("top_k");
-    char* end = nullptr;
-    long k = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || k < 1 || k > 1000) bad_param("top_k", v, "a whole number of at least 1");
-    p.top_k = static_cast<int>(k);
-  }
+  if (req.has_param("top_k")) p.top_k = int_param(req, "top_k", 1, 1000, "a whole number of at least 1");
   if (req.has_param("overlay_format")) {
     const std::string v = req.get_param_value("overlay_format");
     if (v != "jpeg" && v != "png") bad_param("overlay_format", v, "jpeg or png");
     p.overlay_jpeg = v == "jpeg";
   }
-  if (req.has_param("display_size")) {
-    const std::string v = req.get_param_value("display_size");
-    char* end = nullptr;
-    long n = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || n < 16 || n > 65536) bad_param("display_size", v, "a whole number from 16 to 65536");
-    p.display_size = static_cast<int>(n);
-  }
+  if (req.has_param("display_size"))
+    p.display_size = int_param(req, "display_size", 16, 65536, "a whole number from 16 to 65536");
   if (req.has_param("alpha")) {
     const std::string v = req.get_param_value("alpha");
     char* end = nullptr;

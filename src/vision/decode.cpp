@@ -168,7 +168,7 @@ Image BlockReducer::take() {
 }
 
 int reduction_factor(int width, int height, const DecodeTarget& t) {
-  if (t.min_width <= 0 && t.min_height <= 0 && t.min_long_side <= 0) return 1;
+  if (t.full_size()) return 1;
   const int by_width = t.min_width > 0 ? width / t.min_width : width;
   const int by_height = t.min_height > 0 ? height / t.min_height : height;
   const int by_long = t.min_long_side > 0 ? std::max(width, height) / t.min_long_side : std::max(width, height);

@@ -61,6 +61,7 @@ struct DecodeLimits {
 struct DecodeTarget {
   int min_width = 0, min_height = 0;
   int min_long_side = 0;
+  bool full_size() const { return min_width <= 0 && min_height <= 0 && min_long_side <= 0; }
 };
 
 struct SourceSize {

@@ -134,16 +134,12 @@ bool run_decoder(jpeg_decompress_struct& cinfo, ErrorState& err, ScanLimit& scan
   // inverse DCTs: the full-size image is never reconstructed). M = 8 decodes every pixel.
   const DecodeTarget t = stored_frame(target, out.orientation);
   const unsigned source_long = std::max(cinfo.image_width, cinfo.image_height);
-  cinfo.scale_num = 8;
   cinfo.scale_denom = 8;
-  if (t.min_width > 0 || t.min_height > 0 || t.min_long_side > 0)
-    for (unsigned m = 1; m < 8; ++m) {
-      cinfo.scale_num = m;
-      jpeg_calc_output_dimensions(&cinfo);
-      if (meets(cinfo.output_width, cinfo.output_height, t, source_long)) break;
-      cinfo.scale_num = 8;
-    }
-  jpeg_calc_output_dimensions(&cinfo);
+  for (unsigned m = t.full_size() ? 8 : 1;; ++m) {
+    cinfo.scale_num = m;
+    jpeg_calc_output_dimensions(&cinfo);
+    if (m == 8 || meets(cinfo.output_width, cinfo.output_height, t, source_long)) break;
+  }
   check_declared_size("JPEG", cinfo.image_width, cinfo.image_height, limits, cinfo.scale_num < 8);
   check_decoded_size("JPEG", cinfo.output_width, cinfo.output_height, limits);
   jpeg_start_decompress(&cinfo);

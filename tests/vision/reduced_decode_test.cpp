@@ -28,6 +28,15 @@ Image enlarged_lesion(int width, int height) {
   return vision::resize(decode_image(read_bytes(ham_image("ISIC_0024306"))), width, height);
 }
 
+// A lossy WebP, written by libwebp's own encoder.
+Bytes webp_lossy(const Image& img, float quality) {
+  uint8_t* out = nullptr;
+  const size_t size = WebPEncodeRGB(img.rgb.data(), img.width, img.height, img.width * 3, quality, &out);
+  Bytes b(out, out + size);
+  WebPFree(out);
+  return b;
+}
+
 double mean_abs_diff(const Image& a, const Image& b) {
   EXPECT_EQ(a.width, b.width);
   EXPECT_EQ(a.height, b.height);
@@ -114,10 +123,7 @@ TEST(ReducedDecode, PngAveragesWholeBlocksRowByRow) {
 
 TEST(ReducedDecode, WebpRescalesWhileDecoding) {
   const Image big = enlarged_lesion(1600, 1200);
-  uint8_t* out = nullptr;
-  const size_t size = WebPEncodeRGB(big.rgb.data(), 1600, 1200, 1600 * 3, 90, &out);
-  const Bytes webp(out, out + size);
-  WebPFree(out);
+  const Bytes webp = webp_lossy(big, 90);
   SourceSize source;
   const Image r = decode_image(webp, {}, DecodeTarget{160, 160, 400}, &source);
   EXPECT_EQ(r.width, 400);
@@ -145,10 +151,7 @@ TEST(ReducedDecode, TargetFollowsTheExifOrientation) {
 // files: refused or decoded, never a crash.
 TEST(ReducedDecode, CorruptedFilesNeverCrash) {
   const Image big = enlarged_lesion(640, 480);
-  uint8_t* out = nullptr;
-  const size_t size = WebPEncodeRGB(big.rgb.data(), 640, 480, 640 * 3, 80, &out);
-  const Bytes webp(out, out + size);
-  WebPFree(out);
+  const Bytes webp = webp_lossy(big, 80);
   JpegSpec progressive{640, 480, JpegKind::rgb, big.rgb};
   progressive.progressive = true;
   const std::vector<Bytes> files = {jpeg_file(JpegSpec{640, 480, JpegKind::rgb, big.rgb}), jpeg_file(progressive), webp,
