@@ -99,7 +99,8 @@ struct Measured {
 };
 
 
-// Runs the model on every image; unreadable ones are counted and named, not fatal.
+// Reads the check's features of every image (the backbone's, or the model's layers and top class);
+// unreadable ones are counted and named, not fatal.
 std::vector<Measured> measure(explain::Classifier& clf, const std::vector<Listed>& paths, const char* what) {
   std::vector<Measured> out;
   int failed = 0;
@@ -107,8 +108,13 @@ std::vector<Measured> measure(explain::Classifier& clf, const std::vector<Listed
     try {
       explain::Timings t;
       auto bytes = read_file_limited(paths[i].path, clf.limits().max_bytes);
-      explain::Prediction p = clf.predict(clf.decode(bytes.data(), bytes.size(), t), t);
-      out.push_back({p.lesion_features, p.ranked.front().index, paths[i].source});
+      const vision::Image image = clf.decode(bytes.data(), bytes.size(), t);
+      if (clf.lesion_backbone()) {  // the backbone alone: its part needs no classes, so no forward pass
+        out.push_back({clf.lesion_backbone_features(image), 0, paths[i].source});
+      } else {
+        explain::Prediction p = clf.predict(image, t);
+        out.push_back({p.lesion_features, p.ranked.front().index, paths[i].source});
+      }
     } catch (const Error& e) {
       if (++failed <= 5) std::fprintf(stderr, "dermal: skipped %s: %s\n", paths[i].path.c_str(), e.what());
     }

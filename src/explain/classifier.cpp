@@ -241,6 +241,14 @@ void Classifier::check_lesion(Executor& ex, const vision::Image* image, Predicti
   timings["lesion_check"] = ms_since(start);
 }
 
+LesionFeatures Classifier::lesion_backbone_features(const vision::Image& image) {
+  if (!backbone_) throw Error(ErrorKind::internal, "the lesion check has no backbone to read");
+  std::lock_guard<std::mutex> lock(mutex_);
+  LesionFeatures f;
+  f.backbone = backbone_->features(image);
+  return f;
+}
+
 vision::Image Classifier::decode(const uint8_t* bytes, size_t size, Timings& timings, vision::SourceSize* source) const {
   auto start = Clock::now();
   vision::DecodeTarget target;

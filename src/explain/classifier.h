@@ -118,6 +118,9 @@ class Classifier {
   const std::vector<std::string>& content_layers() const { return content_layers_; }
   const std::vector<std::string>& appearance_layers() const { return appearance_layers_; }
   const LesionBackbone* lesion_backbone() const { return backbone_.get(); }
+  // The check's features of an image from its backbone alone, without the classifier's forward
+  // pass: all that fitting a backbone check reads. Throws internal without a backbone.
+  LesionFeatures lesion_backbone_features(const vision::Image& image);
   const formats::LoadedModel& model() const { return model_; }
   vision::DecodeLimits& limits() { return limits_; }
   // The longer side decoding keeps (kDefaultWorkingSide unless set; 0: every pixel).
