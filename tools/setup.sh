@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything Dermal needs to build, test and run, from Debian's packages. Idempotent:
 # when every package is already there it does nothing (and needs no network).
+#   tools/setup.sh           build, tests, benchmarks (what ./run and ./test call)
+#   tools/setup.sh --build   only what building `dermal` needs (deploy/Dockerfile's build stage)
 set -euo pipefail
 
-PACKAGES=(
+BUILD_PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config
   # engine and ONNX importer (libdnnl-dev's CMake config asks for OpenCL, which Debian's
@@ -17,6 +19,8 @@ PACKAGES=(
   libcli11-dev
   # the server (serve/): HTTP (its pkg-config file needs OpenSSL's headers), Prometheus metrics
   libcpp-httplib-dev libssl-dev prometheus-cpp-dev
+)
+TEST_PACKAGES=(
   # tests and benchmarks: GoogleTest, ONNX's conformance data, the PyTorch reference
   libgtest-dev libonnx-testdata python3 python3-torch python3-onnx python3-numpy python3-pil
   # the Keras reference (tools/keras_reference): h5py writes Keras files, TensorFlow.js runs them
@@ -27,13 +31,20 @@ PACKAGES=(
   chromium
 )
 
+case "${1:-}" in
+  "") packages=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  --build) packages=("${BUILD_PACKAGES[@]}") ;;
+  *) echo "setup: unknown argument '$1' (expected nothing or --build)" >&2; exit 2 ;;
+esac
 missing=()
-for p in "${PACKAGES[@]}"; do
+for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm run TensorFlow.js (from npm) for the Keras reference; any install of them will do.
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ -z "${1:-}" ]; then
+  # Node.js and npm run TensorFlow.js (from npm) for the Keras reference; any install of them will do.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
