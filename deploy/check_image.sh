@@ -85,10 +85,10 @@ fi
 base_s=$(since "$t")
 
 # 2. The image, from the committed tree.
-git -C "$repo" archive --format=tar HEAD | tar -x -C "$work" --one-top-level=src
+git -C "$repo" archive --format=tar HEAD | mkdir "$work/tree" && tar -x -C "$work/tree"
 t=$(now)
-podman "${runtime[@]}" build --network host "${limits[@]}" -f "$work/src/deploy/Dockerfile" -t "$tag" \
-  "$work/src" > "$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; fail "podman build"; }
+podman "${runtime[@]}" build --network host "${limits[@]}" -f "$work/tree/deploy/Dockerfile" -t "$tag" \
+  "$work/tree" > "$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; fail "podman build"; }
 build_s=$(since "$t")
 size_mb=$(podman image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f", $1 / 1e6}')
 

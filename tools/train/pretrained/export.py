@@ -39,14 +39,14 @@ from finetune import metrics  # noqa: E402
 
 
 class Classifier(nn.Module):
-    """Shared stem (features[:SPLIT_AT]); one fine-tuned tail per run. With several runs their
+    """Shared stem (features[:split_at]); one fine-tuned tail per run. With several runs their
     1280-channel maps are concatenated and one Gemm averages their heads' logits exactly (Grad-CAM's
     default layer is then the concatenation: the last spatial tensor before the pooling)."""
 
-    def __init__(self, tails=1):
+    def __init__(self, tails=1, split_at=SPLIT_AT):
         super().__init__()
-        self.stem = MobileNetV2().features[:SPLIT_AT]
-        self.tails = nn.ModuleList([MobileNetV2().features[SPLIT_AT:] for _ in range(tails)])
+        self.stem = MobileNetV2().features[:split_at]
+        self.tails = nn.ModuleList([MobileNetV2().features[split_at:] for _ in range(tails)])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(1280 * tails, len(CLASSES))
 
@@ -57,19 +57,26 @@ class Classifier(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+def stage_name(i):
+    """Keras name of MobileNetV2's features[i]: Conv1, expanded_conv, block_1..block_16, Conv_1."""
+    return ["Conv1", "expanded_conv"][i] if i < 2 else "block_%d" % (i - 1) if i < 18 else "Conv_1"
+
+
 def build(weights, runs, alpha):
     m = MobileNetV2(nsfw_head=True)
     m.load_state_dict(torch.load(weights, map_location="cpu")["state_dict"])
-    model = Classifier(len(runs))
-    model.stem.load_state_dict(m.features[:SPLIT_AT].state_dict())
-    ws, bs, ckpts = [], [], []
-    for i, run in enumerate(runs):
-        ckpt = torch.load(run, map_location="cpu")
+    ckpts = [torch.load(run, map_location="cpu") for run in runs]
+    cuts = {c.get("split_at", 14) for c in ckpts}  # runs from before the option were cut after block_12
+    assert len(cuts) == 1, "the runs were trained on maps cut at different stages: %s" % sorted(cuts)
+    split_at = cuts.pop()
+    model = Classifier(len(runs), split_at)
+    model.stem.load_state_dict(m.features[:split_at].state_dict())
+    ws, bs = [], []
+    for i, ckpt in enumerate(ckpts):
         sd = ckpt["state_dict"]
         model.tails[i].load_state_dict({k[len("tail."):]: v for k, v in sd.items() if k.startswith("tail.")})
         ws.append(sd["fc.weight"] / len(runs))
         bs.append((sd["fc.bias"] + alpha * torch.log(torch.tensor(ckpt["prior"], dtype=torch.float32))) / len(runs))
-        ckpts.append(ckpt)
     with torch.no_grad():
         model.fc.weight.copy_(torch.cat(ws, 1))
         model.fc.bias.copy_(sum(bs))
@@ -180,11 +187,11 @@ def main():
         "description": ("Dermal's default classifier: MobileNetV2 (alpha 1.0, 224x224, %s%.2f M parameters) whose "
                         "ImageNet-pretrained weights come from npm's nsfwjs 4.4.0 (MIT license; Keras 2.2.4 "
                         "MobileNetV2 transfer-learned from ImageNet by the nsfwjs authors, shipped uint8-"
-                        "quantised and dequantised here); block_13 to Conv_1 fine-tuned and a new 7-class head "
+                        "quantised and dequantised here); %s to Conv_1 fine-tuned and a new 7-class head "
                         "trained on HAM10000 and ISIC 2017 with tools/train/pretrained (runs and results: "
                         "tools/train/NOTES.md). Not a medical device."
                         % ("%d fine-tuned tails averaged, " % len(args.runs) if len(args.runs) > 1 else "",
-                           params / 1e6)),
+                           params / 1e6, stage_name(len(model.stem)))),
         "labels": [{"code": c, "name": NAMES[c][0], "malignant": NAMES[c][1]} for c in CLASSES],
         "input": {"name": "input", "width": 224, "height": 224, "layout": "nchw"},
         "preprocess": {"resize": "bilinear", "keep_aspect": False, "scale": 1 / 255.0,

@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Cache MobileNetV2 (nsfwjs) intermediate maps -- the output of block_12, 96 x 14 x 14, float16 --
-for the train and val images of HAM10000 and the ISIC 2017 split (never the test images), so that
-block_13..block_16, Conv_1 and a new head can be trained on one CPU core without re-running the
-first 14 stages (95% of the network's time) every epoch.
+"""Cache MobileNetV2 (nsfwjs) intermediate maps -- by default the output of block_10, 96 x 14 x 14,
+float16, the last stage nsfwjs kept frozen at its ImageNet weights -- for the train and val images of
+HAM10000 and the ISIC 2017 split (never the test images), so that the stages after it and a new
+head can be trained on a CPU without re-running the stem (most of the network's time) every epoch.
 
-    OMP_NUM_THREADS=1 /usr/bin/python3 extract.py WEIGHTS.pt OUT_DIR --view 0     # clean, train + val
-    OMP_NUM_THREADS=1 /usr/bin/python3 extract.py WEIGHTS.pt OUT_DIR --view 1     # augmented, train only
+    /usr/bin/python3 extract.py WEIGHTS.pt OUT_DIR --view 0     # clean, train + val
+    /usr/bin/python3 extract.py WEIGHTS.pt OUT_DIR --view 1     # augmented, train only
+    (--cut 14: block_12's output, as the first runs in NOTES.md; --threads N)
 
 View 0 is Dermal's preprocessing (PIL bilinear, stretched to 224x224, /255). Views >= 1 are
 random augmentations of the train images (seeded by the view number): the geometric and
@@ -32,7 +33,9 @@ from mobilenet_v2 import MobileNetV2  # noqa: E402
 
 SHARED = os.environ.get("DERMAL_SHARED_DIR", os.path.join(HERE, "..", "..", "..", "..", "shared"))
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-SPLIT_AT = 14  # features[:14] = Conv1, expanded_conv, block_1..block_12 (cached); features[14:] trained
+# features[:SPLIT_AT] is cached, features[SPLIT_AT:] trained. 12 = Conv1, expanded_conv, block_1..block_10:
+# nsfwjs retrained block_11 onwards for its own task, so the stages before are ImageNet's.
+SPLIT_AT = 12
 
 
 def items(splits):
@@ -117,12 +120,12 @@ def augment(img, rng, size=224):
     return im.resize((size, size), Image.BILINEAR)
 
 
-def fused_stem(weights):
-    """features[:SPLIT_AT] with every BatchNormalization folded into its convolution (inference only)."""
+def fused_stem(weights, split_at=SPLIT_AT):
+    """features[:split_at] with every BatchNormalization folded into its convolution (inference only)."""
     model = MobileNetV2(nsfw_head=True)
     model.load_state_dict(torch.load(weights, map_location="cpu")["state_dict"])
     model.eval()
-    stem = model.features[:SPLIT_AT]
+    stem = model.features[:split_at]
     for mod in stem.modules():
         if isinstance(mod, torch.nn.Sequential):
             kids = list(mod)
@@ -148,16 +151,20 @@ def main():
     ap.add_argument("--view", type=int, default=0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--cut", type=int, default=SPLIT_AT, help="stages cached (12: block_10, 14: block_12)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
 
     its = items({"train", "val"} if args.view == 0 else {"train"})
     if args.limit:
         its = its[:args.limit]
-    stem = fused_stem(args.weights)
+    stem = fused_stem(args.weights, args.cut).to(memory_format=torch.channels_last)  # 2x faster on CPU
     rng = np.random.default_rng(1000 + args.view)
-    maps = np.zeros((len(its), 96, 14, 14), np.float16)
+    with torch.no_grad():
+        shape = stem(torch.zeros(1, 3, 224, 224)).shape[1:]
+    maps = np.zeros((len(its),) + tuple(shape), np.float16)
     t0 = time.time()
     with torch.no_grad():
         for s in range(0, len(its), args.batch):
@@ -166,15 +173,16 @@ def main():
                 img = Image.open(path).convert("RGB")
                 img = img.resize((224, 224), Image.BILINEAR) if args.view == 0 else augment(img, rng)
                 batch.append(np.asarray(img, np.float32) / 255.0)
-            x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).contiguous()
-            maps[s:s + len(batch)] = stem(x).numpy().astype(np.float16)
+            x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
+            maps[s:s + len(batch)] = stem(x).contiguous().numpy().astype(np.float16)
             if (s // args.batch) % 20 == 0:
                 el = time.time() - t0
                 print("view %d: %d/%d images, %.0f s, %.1f ms/image" % (args.view, s + len(batch), len(its), el,
                                                                         1e3 * el / (s + len(batch))), flush=True)
     np.savez(os.path.join(args.out, "view%d.npz" % args.view), maps=maps,
              labels=np.array([i[1] for i in its], np.int64), is_isic=np.array([i[2] for i in its]),
-             split=np.array([i[3] for i in its], np.int64), ids=np.array([i[4] for i in its]))
+             split=np.array([i[3] for i in its], np.int64), ids=np.array([i[4] for i in its]),
+             split_at=np.int64(args.cut))
     print("view %d: %d images in %.0f s" % (args.view, len(its), time.time() - t0))
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Train a 7-class head, and optionally fine-tune block_13..block_16 + Conv_1, of nsfwjs's
-MobileNetV2 on the block_12 maps cached by extract.py -- on one CPU thread.
+"""Train a 7-class head, and optionally fine-tune the stages after the cut (block_11..block_16 +
+Conv_1 for maps cut at block_10), of nsfwjs's MobileNetV2 on the maps cached by extract.py -- on
+the CPU.
 
-    OMP_NUM_THREADS=1 /usr/bin/python3 finetune.py WEIGHTS.pt MAPS_DIR OUT_DIR \
-        [--views 0,1,2,3] [--mode linear|tail] [--epochs N] [--seconds S] [--seed 1]
+    /usr/bin/python3 finetune.py WEIGHTS.pt MAPS_DIR OUT_DIR \
+        [--views 0,1,2,3] [--mode linear|tail] [--epochs N] [--seconds S] [--seed 1] [--threads N]
 
 Recipe (NOTES.md, run b): class-balanced sampling (image weight n_c^-1/2, ISIC images x2), label
 smoothing 0.1, the training prior removed afterwards (prior correction alpha = -1: logits -
@@ -37,11 +38,11 @@ MEL = CLASSES.index("mel")
 
 
 class Tail(nn.Module):
-    def __init__(self, weights, dropout=0.2):
+    def __init__(self, weights, dropout=0.2, split_at=SPLIT_AT):
         super().__init__()
         m = MobileNetV2(nsfw_head=True)
         m.load_state_dict(torch.load(weights, map_location="cpu")["state_dict"])
-        self.tail = m.features[SPLIT_AT:]
+        self.tail = m.features[split_at:]
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(1280, len(CLASSES))
 
@@ -82,8 +83,9 @@ def main():
     ap.add_argument("--class-power", type=float, default=-0.5)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     os.makedirs(args.out, exist_ok=True)
@@ -98,6 +100,8 @@ def main():
     log("args %s" % json.dumps(vars(args)))
     views = [int(v) for v in args.views.split(",")]
     v0 = np.load(os.path.join(args.maps, "view0.npz"))
+    # maps written before the cut was an option were cut after block_12
+    split_at = int(v0["split_at"]) if "split_at" in v0.files else 14
     ids0 = list(v0["ids"])
     tr = v0["split"] == 0
     va = v0["split"] == 1
@@ -111,11 +115,12 @@ def main():
             continue
         d = np.load(os.path.join(args.maps, "view%d.npz" % v))
         assert list(d["ids"]) == tr_ids, "view %d rows differ from view 0's train rows" % v
+        assert (int(d["split_at"]) if "split_at" in d.files else 14) == split_at, "view %d cut elsewhere" % v
         train_maps.append(d["maps"])
     if 0 not in views:
         train_maps = train_maps[1:]
-    log("train %d images x %d views, val %d (%d ISIC)" % (len(tr_ids), len(train_maps), int(va.sum()),
-                                                        int(va_isic.sum())))
+    log("train %d images x %d views, val %d (%d ISIC), maps cut after stage %d" % (
+        len(tr_ids), len(train_maps), int(va.sum()), int(va_isic.sum()), split_at))
 
     counts = np.bincount(tr_labels, minlength=len(CLASSES)).astype(np.float64)
     w = np.where(tr_isic, args.isic_weight, 1.0) * counts[tr_labels] ** args.class_power
@@ -126,7 +131,7 @@ def main():
     p_draw = w / w.sum()
     log("train counts %s; effective prior %s" % (counts.astype(int).tolist(), np.round(prior, 4).tolist()))
 
-    model = Tail(args.weights, args.dropout)
+    model = Tail(args.weights, args.dropout, split_at)
     model.tail.eval()  # BN statistics stay nsfwjs's
     if args.mode == "linear":
         for p in model.tail.parameters():
@@ -203,7 +208,7 @@ def main():
             best_m = dict(m, epoch=epoch + 1)
             np.save(os.path.join(args.out, "val_logits.npy"), z)
     torch.save({"state_dict": best_state, "prior": prior.tolist(), "classes": CLASSES, "args": vars(args),
-                "best": best_m, "history": history, "split_at": SPLIT_AT, "train_seconds": time.time() - t0},
+                "best": best_m, "history": history, "split_at": split_at, "train_seconds": time.time() - t0},
                os.path.join(args.out, "model.pt"))
     log("best %s" % json.dumps(best_m))
 
