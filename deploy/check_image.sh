@@ -85,7 +85,8 @@ fi
 base_s=$(since "$t")
 
 # 2. The image, from the committed tree.
-git -C "$repo" archive --format=tar HEAD | mkdir "$work/tree" && tar -x -C "$work/tree"
+mkdir "$work/tree"
+git -C "$repo" archive --format=tar HEAD | tar -x -C "$work/tree"
 t=$(now)
 podman "${runtime[@]}" build --network host "${limits[@]}" -f "$work/tree/deploy/Dockerfile" -t "$tag" \
   "$work/tree" > "$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; fail "podman build"; }
