@@ -5,8 +5,8 @@
 #     the official one is made (minbase, merged /usr, no docs/man/locales), podman imports it.
 #  2. `podman build` of deploy/Dockerfile from the committed tree (a clean `git archive` of HEAD).
 #  3. Runs the image and checks, over HTTP: /v2/health/ready, /health?verbose=1, /api/predict on a
-#     real HAM10000 image (an answer with a top class), a 12-megapixel photo with Grad-CAM (the
-#     largest default upload class), and that SIGTERM lets requests in flight finish (slow
+#     real HAM10000 image (an answer with a top class), a 12-megapixel progressive JPEG with
+#     Grad-CAM (the costliest upload the default limits accept), and that SIGTERM lets requests in flight finish (slow
 #     Score-CAM requests: every one answers 200, the process exits 0).
 #  4. Prints the timings (base, build, cold start: `podman run` to the first /api/predict
 #     answer), the image size and the container's idle and peak RSS.
@@ -48,7 +48,10 @@ work="$(mktemp -d /tmp/dermal-image-check.XXXXXX)"
 name="dermal-check-$$"
 cleanup() {
   podman rm -f "$name" >/dev/null 2>&1 || true
-  if [ "$keep" -eq 0 ]; then podman rmi -f "$tag" >/dev/null 2>&1 || true; fi
+  if [ "$keep" -eq 0 ]; then  # the image and its build stage (the base image stays)
+    podman rmi -f "$tag" >/dev/null 2>&1 || true
+    podman image prune -f >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -102,21 +105,23 @@ ham="$shared/data/ham10000/images/ISIC_0024306.jpg"
 /usr/bin/python3 - "$ham" "$work/phone.jpg" <<'EOF'
 import sys
 from PIL import Image
-# A 12-megapixel "phone photo": the lesion image upscaled to 4032 x 3024, JPEG quality 90.
-Image.open(sys.argv[1]).convert("RGB").resize((4032, 3024), Image.BICUBIC).save(sys.argv[2], quality=90)
+# A 12-megapixel "phone photo": the lesion image upscaled to 4032 x 3024, progressive JPEG (its
+# decoder holds every coefficient: the costliest upload the default limits accept).
+Image.open(sys.argv[1]).convert("RGB").resize((4032, 3024), Image.BICUBIC).save(
+    sys.argv[2], quality=90, progressive=True)
 EOF
 t=$(now)
 podman "${runtime[@]}" run -d --name "$name" --network host "${limits[@]}" -e PORT="$port" -e THREADS=2 \
   "$tag" > /dev/null
 code=""
-for _ in $(seq 1 600); do
-  code=$(curl -s -o "$work/first.json" -w '%{http_code}' -F "file=@$ham" "$url/api/predict" || true)
-  [ "$code" = 200 ] && break
+for _ in $(seq 1 600); do  # 000: not listening yet; 503: still loading the model
+  code=$(curl -s -o "$work/first.json" -w '%{http_code}' -F "image=@$ham" "$url/api/predict" || true)
+  [ "$code" != 000 ] && [ "$code" != 503 ] && break
   sleep 0.05
 done
 cold_s=$(since "$t")
 podman logs "$name" > "$work/log" 2>&1 || true
-[ "$code" = 200 ] || fail "no /api/predict answer within 30 s (last status '$code')"
+[ "$code" = 200 ] || fail "/api/predict answered '$code' (000: nothing within 30 s): $(head -c 300 "$work/first.json")"
 grep -q '"top"' "$work/first.json" || fail "/api/predict answered without a top class: $(head -c 300 "$work/first.json")"
 pid=$(podman inspect --format '{{.State.Pid}}' "$name")
 rss_kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
@@ -134,7 +139,7 @@ check /v2/health/ready 200 '"ready": *true'
 check /v2/health/live 200 'live'
 check '/health?verbose=1' 200 '"status": *"ok"'
 for _ in 1 2 3; do
-  code=$(curl -s -o "$work/phone.json" -w '%{http_code}' -F "file=@$work/phone.jpg" "$url/api/predict?gradcam=true")
+  code=$(curl -s -o "$work/phone.json" -w '%{http_code}' -F "image=@$work/phone.jpg" "$url/api/predict?gradcam=true")
   [ "$code" = 200 ] || fail "the 12 MP photo answered $code: $(head -c 300 "$work/phone.json")"
 done
 grep -q '"overlay_jpeg"' "$work/phone.json" || fail "the 12 MP photo's answer has no overlay"
@@ -143,7 +148,7 @@ echo "check_image: /api/predict?gradcam=true on a 12 MP photo -> 200"
 # SIGTERM while slow requests are in flight: each must still be answered.
 pids=()
 for i in 1 2 3; do
-  curl -s -o "$work/slow$i.json" -w '%{http_code}' -F "file=@$ham" "$url/api/predict?gradcam=true&method=scorecam" \
+  curl -s -o "$work/slow$i.json" -w '%{http_code}' -F "image=@$ham" "$url/api/predict?gradcam=true&method=scorecam" \
     > "$work/slow$i.code" &
   pids+=($!)
 done
