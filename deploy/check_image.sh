@@ -14,20 +14,25 @@
 # Needs root, podman and mmdebstrap (installed from Debian when missing), Debian's mirror for the
 # packages, python3 with PIL (./test's set-up installs it) for the test photo, and curl.
 #
-#   sudo deploy/check_image.sh [--tag dermal:check] [--keep]
-#     --tag T   image name (default dermal:check)
-#     --keep    keep the image afterwards (default: remove it; the base image is kept)
+#   sudo deploy/check_image.sh [--tag dermal:check] [--keep] [--cpus N] [--memory M]
+#     --tag T      image name (default dermal:check)
+#     --keep       keep the image afterwards (default: remove it; the base image is kept)
+#     --cpus N     run the container on N CPUs' worth of time (0.1: about a Render free instance)
+#     --memory M   and with a memory limit (512m: Render's free plan)
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 shared="$(cd "$repo/../shared" 2>/dev/null && pwd || true)"
 tag="dermal:check"
 keep=0
+run_limits=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) tag="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --cpus) run_limits+=(--cpus "$2"); shift 2 ;;
+    --memory) run_limits+=(--memory "$2"); shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "check_image: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -90,6 +95,9 @@ base_s=$(since "$t")
 # 2. The image, from the committed tree.
 mkdir "$work/tree"
 git -C "$repo" archive --format=tar HEAD | tar -x -C "$work/tree"
+# One fixed time on every file: podman's layer cache then reuses the build stage across commits
+# that leave src/ alone (git archive stamps files with the commit's time).
+find "$work/tree" -exec touch -h -d @0 {} +
 t=$(now)
 podman "${runtime[@]}" build --network host "${limits[@]}" -f "$work/tree/deploy/Dockerfile" -t "$tag" \
   "$work/tree" > "$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; fail "podman build"; }
@@ -111,8 +119,8 @@ Image.open(sys.argv[1]).convert("RGB").resize((4032, 3024), Image.BICUBIC).save(
     sys.argv[2], quality=90, progressive=True)
 EOF
 t=$(now)
-podman "${runtime[@]}" run -d --name "$name" --network host "${limits[@]}" -e PORT="$port" -e THREADS=2 \
-  "$tag" > /dev/null
+podman "${runtime[@]}" run -d --name "$name" --network host "${limits[@]}" "${run_limits[@]}" \
+  -e PORT="$port" -e THREADS=2 "$tag" > /dev/null
 code=""
 for _ in $(seq 1 600); do  # 000: not listening yet; 503: still loading the model
   code=$(curl -s -o "$work/first.json" -w '%{http_code}' -F "image=@$ham" "$url/api/predict" || true)
@@ -144,16 +152,26 @@ for _ in 1 2 3; do
 done
 grep -q '"overlay_jpeg"' "$work/phone.json" || fail "the 12 MP photo's answer has no overlay"
 echo "check_image: /api/predict?gradcam=true on a 12 MP photo -> 200"
+upload_peak_mb=$(awk -v k="$(rss_kb VmHWM)" 'BEGIN {printf "%.1f", k / 1024}')
+
+slow_requests() {  # three Score-CAM requests at once, in the background (pids in $pids)
+  pids=()
+  for i in 1 2 3; do
+    curl -s -o "$work/slow$i.json" -w '%{http_code}' -F "image=@$ham" \
+      "$url/api/predict?gradcam=true&method=scorecam" > "$work/slow$i.code" &
+    pids+=($!)
+  done
+}
+slow_requests
+for p in "${pids[@]}"; do wait "$p" || true; done
+for i in 1 2 3; do
+  [ "$(cat "$work/slow$i.code")" = 200 ] || fail "Score-CAM request $i answered '$(cat "$work/slow$i.code")'"
+done
+scorecam_peak_mb=$(awk -v k="$(rss_kb VmHWM)" 'BEGIN {printf "%.1f", k / 1024}')
 
 # SIGTERM while slow requests are in flight: each must still be answered.
-pids=()
-for i in 1 2 3; do
-  curl -s -o "$work/slow$i.json" -w '%{http_code}' -F "image=@$ham" "$url/api/predict?gradcam=true&method=scorecam" \
-    > "$work/slow$i.code" &
-  pids+=($!)
-done
+slow_requests
 sleep 0.5
-peak_mb=$(awk -v k="$(rss_kb VmHWM)" 'BEGIN {printf "%.1f", k / 1024}')
 t=$(now)
 podman kill --signal TERM "$name" >/dev/null
 for p in "${pids[@]}"; do wait "$p" || true; done
@@ -173,5 +191,7 @@ printf '  %-34s %s\n' "base image (made or found)" "${base_s} s" \
   "image size" "${size_mb} MB (uncompressed)" \
   "cold start (run -> first answer)" "${cold_s} s" \
   "idle RSS after the first answer" "${idle_mb} MB" \
-  "peak RSS (12 MP photo, Score-CAM)" "${peak_mb} MB" \
-  "runtime" "$( [ ${#runtime[@]} -gt 0 ] && echo runc || echo podman default)"
+  "peak RSS after the 12 MP photos" "${upload_peak_mb} MB" \
+  "peak RSS after 3 Score-CAM at once" "${scorecam_peak_mb} MB" \
+  "runtime" "$( [ ${#runtime[@]} -gt 0 ] && echo runc || echo podman default)" \
+  "run limits" "${run_limits[*]:-none}"
