@@ -35,10 +35,18 @@ struct OpCase {
   std::vector<Tensor> inputs;  // f64 (data, weights) or i64 (shape arguments); undefined = absent
   std::vector<bool> known;     // known at plan time: weights and shape arguments
   std::optional<engine::EltwiseSpec> post_eltwise;  // a fused activation (ops that accept one)
+  // The checks below refuse a forward output that is empty, constant (all zeros included) or
+  // not finite: a kernel that writes nothing passes a gradient check too. A case whose output is
+  // meant to be like that (Dropout's all-ones mask) names it with expect_trivial_output(k).
+  std::vector<size_t> trivial_outputs_expected;
 
   OpCase& input(Tensor t) { return add(std::move(t), false); }
   OpCase& weight(Tensor t) { return add(std::move(t), true); }
   OpCase& absent() { return add(Tensor(), false); }
+  OpCase& expect_trivial_output(size_t output) {
+    trivial_outputs_expected.push_back(output);
+    return *this;
+  }
   OpCase& add(Tensor t, bool is_known) {
     inputs.push_back(std::move(t));
     known.push_back(is_known);
@@ -57,6 +65,8 @@ std::vector<Tensor> run_op(const OpCase& c, DType compute, Layout layout = Layou
 std::vector<Tensor> run_op_backward(const OpCase& c, const std::vector<Tensor>& seeds, DType compute,
                                     Layout layout = Layout::plain);
 
+// Both checks first fail the current gtest if a forward output is trivial (see
+// OpCase::trivial_outputs_expected).
 // Fails the current gtest if the analytic VJP differs from central differences (step h) by more
 // than atol + rtol * |fd| at any element.
 void expect_vjp_matches_fd(const OpCase& c, double h = 1e-6, double atol = 1e-6, double rtol = 1e-5);
@@ -70,6 +80,10 @@ void expect_op_error(const OpCase& c, ErrorKind kind, const std::vector<std::str
 // these layouts: what the planner relies on to avoid reorders.
 Layout kernel_output_layout(const std::string& type, const Attributes& attrs, const std::vector<Shape>& shapes,
                             const std::vector<Layout>& layouts);
+
+// Why this output cannot tell a working kernel from a broken one (empty, constant, all zeros,
+// not finite), or "" when it can.
+std::string trivial_output(const Tensor& t);
 
 // Max |a-b| / (atol + rtol*|b|) style comparison; returns a message or "" when close.
 std::string compare(const Tensor& actual, const Tensor& expected, double atol, double rtol);

@@ -187,6 +187,7 @@ TEST(IdentityAndDropout, PassThroughWithMask) {
   EXPECT_EQ(compare(out[0], dropout.inputs[0], 1e-7, 0), "");
   EXPECT_EQ(out[1].dtype(), DType::i64);
   EXPECT_EQ(out[1].to_ints(), std::vector<int64_t>(2 * 13 * 3 * 5, 1));
+  dropout.expect_trivial_output(1);  // the mask: all kept at inference
   expect_gradients(dropout);
 
   OpCase old_form{"Dropout"};

@@ -254,5 +254,24 @@ TEST(KerasLayers, UnsupportedSettingsFailAtLoadNamingTheLayer) {
                  "custom");
 }
 
+// A second converter for a class already in the table is refused (as OpRegistry refuses a
+// duplicate op), and the refused registration adds nothing, not even its new entries.
+TEST(KerasLayers, DuplicateRegistrationIsRefused) {
+  const fk::LayerConverter* dense = fk::find_layer_converter("Dense");
+  ASSERT_NE(dense, nullptr);
+  const auto classes = fk::supported_layer_classes();
+  const fk::LayerConverter other = [](fk::LayerCall& c) { return c.in(); };
+  expect_error([&] { fk::LayerRegistration r{{"Dense", other}}; }, {ErrorKind::internal},
+               {"Keras layer class 'Dense' is registered twice"});
+  expect_error([&] { fk::LayerRegistration r{{"TestOnlyLayer", other}, {"TestOnlyLayer", other}}; }, {ErrorKind::internal},
+               {"'TestOnlyLayer' is registered twice"});
+  expect_error([&] { fk::LayerRegistration r{{"TestOnlyLayer", other}, {"Conv2D", other}}; }, {ErrorKind::internal},
+               {"'Conv2D' is registered twice"});
+  EXPECT_EQ(fk::find_layer_converter("Dense"), dense);
+  EXPECT_NE(dense->target_type(), other.target_type());  // still the real converter, not overwritten
+  EXPECT_EQ(fk::find_layer_converter("TestOnlyLayer"), nullptr);
+  EXPECT_EQ(fk::supported_layer_classes(), classes);
+}
+
 }  // namespace
 }  // namespace dermal::test::keras

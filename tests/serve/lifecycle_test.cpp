@@ -107,7 +107,9 @@ TEST(Lifecycle, PixelLimitIs422) {
   c.max_image_pixels = 100 * 100;  // the 200 x 150 image is over it
   RunningServer s(c);
   auto r = predict(s);
+  ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_NE(json_of(r)["error"].get<std::string>().find("over the limit of 10000 pixels"), std::string::npos) << r->body;
 }
 
 TEST(Lifecycle, FullQueueIs503WithRetryAfter) {

@@ -154,7 +154,12 @@ TEST_F(Oip, MalformedRequestsAre400) {
   EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {"@@not base64@@"}))), 400);
   EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {""}))), 400);
   // Valid base64 of something that is not an image: unprocessable, like /api/predict.
-  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {"aGVsbG8gd29ybGQ="}))), 422);
+  auto not_image = infer(input("image", {1}, "BYTES", {"aGVsbG8gd29ybGQ="}));  // "hello world"
+  ASSERT_TRUE(not_image);
+  EXPECT_EQ(status(not_image), 422);
+  EXPECT_NE(json_of(not_image)["error"].get<std::string>().find("not an image: the 11 bytes look like text"),
+            std::string::npos)
+      << not_image->body;
   auto unknown_output = input("image", {1}, "BYTES", {"aGVsbG8="});
   unknown_output["outputs"] = {{{"name", "softmax"}}};
   EXPECT_EQ(status(infer(unknown_output)), 400);

@@ -173,20 +173,25 @@ TEST_F(Routes, BadUploads) {
   expect_status(client().Post("/api/predict", httplib::MultipartFormDataItems{{"file", jpeg(), "a.jpg", "image/jpeg"}}), 400,
                 "it has: file");
   // Not an image.
-  expect_status(post_image("/api/predict", "this is not an image, just text"), 422, "");
-  expect_status(client().Post("/api/predict", std::string(5000, '\x42'), "application/octet-stream"), 422, "");
+  expect_status(post_image("/api/predict", "this is not an image, just text"), 422,
+                "not an image: the 31 bytes look like text");
+  expect_status(client().Post("/api/predict", std::string(5000, '\x42'), "application/octet-stream"), 422,
+                "not an image: the 5000 bytes look like text");
+  expect_status(client().Post("/api/predict", std::string(5000, '\x01'), "application/octet-stream"), 422,
+                "unknown image format (first bytes: 01 01 01 01 01 01 01 01)");
   // 0 bytes, raw and as a form field.
   expect_status(client().Post("/api/predict", "", "image/jpeg"), 400, "empty");
   expect_status(post_image("/api/predict", ""), 400, "empty");
   // JSON where an image belongs.
   expect_status(client().Post("/api/predict", "{\"image\": 1}", "application/json"), 400, "multipart");
   // A truncated JPEG.
-  expect_status(post_image("/api/predict", jpeg().substr(0, 600)), 422, "");
+  expect_status(post_image("/api/predict", jpeg().substr(0, 600)), 422, "invalid JPEG image: the file is truncated");
   // Decompression bomb: a small PNG whose header declares 30000 x 30000 pixels.
   Bytes png = png_file(4, 4, 8, 2, Bytes(4 * 4 * 3, 128));
   Bytes bomb = png_with_declared_size(png, 30000, 30000);
-  expect_status(post_image("/api/predict", std::string(bomb.begin(), bomb.end())), 422, "");
-  expect_status(post_image("/api/explain", std::string(bomb.begin(), bomb.end())), 422, "");
+  const std::string bomb_refused = "PNG image declares 30000x30000 pixels, over the limit of";
+  expect_status(post_image("/api/predict", std::string(bomb.begin(), bomb.end())), 422, bomb_refused);
+  expect_status(post_image("/api/explain", std::string(bomb.begin(), bomb.end())), 422, bomb_refused);
 }
 
 // A photo bigger than the display size: decoded reduced (JPEG DCT scaling to 1024 on the longer

@@ -102,8 +102,12 @@ TEST(Normalize, RefusesBadSettings) {
 // tools/reference/make_model_reference.py computed with PIL and float64 (ctest's torch_reference;
 // this case runs in the models_vs_pytorch entry, after it).
 TEST(Normalize, MatchesTheModelReferenceInputs) {
+  // A missing reference fails, never skips: ctest orders this case after the torch_reference
+  // fixture (FIXTURES_REQUIRED in tests/CMakeLists.txt); run by hand, it needs that step first.
   const std::string dir = DERMAL_REFERENCE_DIR;
-  ASSERT_TRUE(std::filesystem::exists(dir + "/manifest.json")) << "run ctest's torch_reference first";
+  ASSERT_TRUE(std::filesystem::is_regular_file(dir + "/manifest.json"))
+      << dir << "/manifest.json is missing: it is written by ctest's torch_reference step "
+      << "(ctest -R 'torch_reference|models_vs_pytorch')";
   auto manifest = nlohmann::json::parse(read_bytes(dir + "/manifest.json"));
   Bytes inputs = read_bytes(dir + "/" + manifest["inputs"]["file"].get<std::string>());
   Preprocess p;
@@ -112,6 +116,7 @@ TEST(Normalize, MatchesTheModelReferenceInputs) {
   p.std = {0.229, 0.224, 0.225};
   const size_t per_image = 3 * 192 * 192;
   const auto& ids = manifest["images"];
+  ASSERT_FALSE(ids.empty()) << "no images in " << dir << "/manifest.json";
   ASSERT_EQ(inputs.size(), ids.size() * per_image * 4);
   double max_err = 0;
   for (size_t i = 0; i < std::min<size_t>(ids.size(), 20); ++i) {

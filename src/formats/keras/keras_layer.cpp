@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 namespace dermal::formats::keras {
 
@@ -258,7 +259,15 @@ std::map<std::string, LayerConverter>& table() {
 
 }  // namespace
 
+// A class registered twice is a programming error, refused like a duplicate op (OpRegistry::add):
+// the table would keep whichever file's static initialiser ran last. Nothing is added unless
+// every entry is new.
 LayerRegistration::LayerRegistration(std::initializer_list<std::pair<const char*, LayerConverter>> entries) {
+  std::set<std::string> names;
+  for (const auto& entry : entries)
+    if (table().count(entry.first) != 0 || !names.insert(entry.first).second)
+      throw Error(ErrorKind::internal, std::string("internal error: Keras layer class '") + entry.first +
+                                           "' is registered twice");
   for (const auto& [name, fn] : entries) table()[name] = fn;
 }
 
