@@ -21,7 +21,7 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", default=os.path.join(ROOT, "..", "shared", "data", "ham10000", "images", "ISIC_0024306.jpg"))
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "skinnet_ham_isic160.onnx"))
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "skinnet_mnv2_ham_isic224.onnx"))
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()

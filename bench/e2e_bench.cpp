@@ -34,7 +34,7 @@ double median_ms(F&& f, int iters, int warmup) {
 }
 
 int main(int argc, char** argv) {
-  std::string model = "models/skinnet_ham_isic160.onnx", image;
+  std::string model = "models/skinnet_mnv2_ham_isic224.onnx", image;
   int threads = 1, iters = 30, warmup = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];

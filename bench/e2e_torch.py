@@ -36,7 +36,7 @@ def jet(v):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", required=True)
-    ap.add_argument("--model", default="models/skinnet_ham_isic160.onnx")
+    ap.add_argument("--model", default="models/skinnet_mnv2_ham_isic224.onnx")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)

@@ -189,7 +189,7 @@ def python_side(model, photos, iters):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=str(DEFAULT_BINARY))
-    ap.add_argument("--model", default=str(ROOT / "models" / "skinnet_ham_isic160.onnx"))
+    ap.add_argument("--model", default=str(ROOT / "models" / "skinnet_mnv2_ham_isic224.onnx"))
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--per-kind", type=int, default=3, help="photos of each kind (different lesions)")
     ap.add_argument("--iters", type=int, default=5)

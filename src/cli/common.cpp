@@ -14,7 +14,7 @@ namespace dermal::cli {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kDefaultModel = "skinnet_ham_isic160.onnx";
+constexpr const char* kDefaultModel = "skinnet_mnv2_ham_isic224.onnx";
 }
 
 void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {

@@ -1,7 +1,7 @@
 // The one path every front end (CLI, HTTP API, web page) takes: image bytes in; class
 // probabilities and, on request, a class activation map out, with the time each stage took.
 //
-//   auto clf = explain::Classifier::load("models/skinnet_ham_isic160.onnx");
+//   auto clf = explain::Classifier::load("models/skinnet_mnv2_ham_isic224.onnx");
 //   vision::Image img = clf->decode(bytes, timings);
 //   explain::Prediction p = clf->predict(img, timings);
 //   explain::ExplainRequest req;            // Grad-CAM, auto layer, top class

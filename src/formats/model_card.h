@@ -3,8 +3,8 @@
 // "dermal_card" holding the same JSON. A card whose label count differs from the model's
 // outputs is an error at load.
 //
-//   formats::LoadedModel m = formats::load_model("models/skinnet_ham_isic160.onnx");
-//   formats::ModelCard card = formats::load_model_card("models/skinnet_ham_isic160.onnx", m);
+//   formats::LoadedModel m = formats::load_model("models/skinnet_mnv2_ham_isic224.onnx");
+//   formats::ModelCard card = formats::load_model_card("models/skinnet_mnv2_ham_isic224.onnx", m);
 //   card.labels[4].code == "mel";
 //
 // JSON fields (all but labels optional):

@@ -1,7 +1,7 @@
 // Loads a model file into an engine graph ready to plan, whatever its format (detected from the
 // bytes, not the file name), and applies the load-time graph passes.
 //
-//   formats::LoadedModel m = formats::load_model("models/skinnet_ham_isic160.onnx");
+//   formats::LoadedModel m = formats::load_model("models/skinnet_mnv2_ham_isic224.onnx");
 //   engine::Executor ex(m.graph, opts);
 #pragma once
 

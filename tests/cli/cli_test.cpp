@@ -57,7 +57,7 @@ TEST(Cli, ExplainWritesOverlayAtTheImageSize) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["class"], "mel");
   EXPECT_EQ(j["method"], "gradcam++");
-  EXPECT_EQ(j["cam"].size(), 10u);  // the bundled SkinNet at 160, stride 16: a 10x10 grid
+  EXPECT_EQ(j["cam"].size(), 10u);  // the bundled ensemble explains its SkinNet member: 160 px, stride 16, 10x10
   std::ifstream f(out, std::ios::binary);
   std::vector<uint8_t> png((std::istreambuf_iterator<char>(f)), {});
   vision::Image img = vision::decode_image(png.data(), png.size());

@@ -176,7 +176,7 @@ TEST(LesionCheck, FileRoundTripAndRefusals) {
 }
 
 // The bundled model and its fitted statistics, on real images.
-const std::string kModel = std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_ham_isic160.onnx";
+const std::string kModel = std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_mnv2_ham_isic224.onnx";
 
 explain::LesionCheckResult check_file(explain::Classifier& clf, const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -216,7 +216,7 @@ TEST(LesionBackbone, FeaturesMatchPyTorch) {
 // a camera man and the Hubble deep field.
 TEST(LesionCheckBundled, RefusesDebianSamplePhotos) {
   auto clf = explain::Classifier::load(kModel);
-  ASSERT_NE(clf->lesion_check(), nullptr) << "models/skinnet_ham_isic160.check.json is missing";
+  ASSERT_NE(clf->lesion_check(), nullptr) << "models/skinnet_mnv2_ham_isic224.check.json is missing";
   ASSERT_NE(clf->lesion_backbone(), nullptr);
   const std::string dir = "/usr/lib/python3/dist-packages/skimage/data/";
   for (const char* name : {"chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "grass.png", "brick.png",

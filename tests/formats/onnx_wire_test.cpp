@@ -28,7 +28,7 @@ std::string read_bytes(const std::string& path) {
 
 // All three, always: a missing one fails the test that reads it, naming the path.
 std::vector<std::string> real_models() {
-  return {std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_ham_isic160.onnx",
+  return {std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_mnv2_ham_isic224.onnx",
           std::string(DERMAL_SHARED_DIR) + "/models/mobilenet_v2_ham192.onnx",
           std::string(DERMAL_SHARED_DIR) + "/models/resnet18_ham192.onnx"};
 }
@@ -188,7 +188,7 @@ std::optional<ErrorKind> load_error(const std::string& bytes, const fs::path& fi
 }
 
 TEST(OnnxWire, TruncatedFilesFailWithAClearError) {
-  const std::string bytes = read_bytes(std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_ham_isic160.onnx");
+  const std::string bytes = read_bytes(std::string(DERMAL_SOURCE_DIR) + "/models/skinnet_mnv2_ham_isic224.onnx");
   ASSERT_GT(bytes.size(), 1000000u);
   const fs::path file = fs::temp_directory_path() / "dermal_onnx_wire_truncated.onnx";
   std::vector<size_t> cuts;

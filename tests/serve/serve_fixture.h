@@ -21,8 +21,8 @@
 namespace dermal::test {
 
 // The bundled default model, its name (the OIP model name) and its square input size.
-inline const std::string kBundledModelName = "skinnet_ham_isic160";
-constexpr int kBundledInputSize = 160;
+inline const std::string kBundledModelName = "skinnet_mnv2_ham_isic224";
+constexpr int kBundledInputSize = 224;
 inline std::string bundled_model() { return std::string(DERMAL_SOURCE_DIR) + "/models/" + kBundledModelName + ".onnx"; }
 
 // Loopback, any free port, the bundled model, no log output: as flags, with neither the

@@ -6,7 +6,7 @@ threshold is set on the validation parts, and it is reported on images held out 
 HAM10000 test split, the ISIC 2017 test part and every out-of-domain source of make_ood_sets.py.
 The model runs in PyTorch (tools/reference/onnx_torch.py), independently of Dermal.
 
-    /usr/bin/python3 tools/lesion_check/compare_options.py --model models/skinnet_ham_isic160.onnx \
+    /usr/bin/python3 tools/lesion_check/compare_options.py --model models/skinnet_mnv2_ham_isic224.onnx \
         --ood /tmp/ood --shared ../shared
 """
 import argparse
@@ -110,7 +110,7 @@ def class_maha(x, means, prec):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="models/skinnet_ham_isic160.onnx")
+    ap.add_argument("--model", default="models/skinnet_mnv2_ham_isic224.onnx")
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--ood", required=True)
     ap.add_argument("--fit-limit", type=int, default=3000)

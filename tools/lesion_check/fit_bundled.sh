@@ -5,7 +5,7 @@
 #   tools/lesion_check/fit_bundled.sh [MODEL] [SHARED]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-model="${1:-models/skinnet_ham_isic160.onnx}"
+model="${1:-models/skinnet_mnv2_ham_isic224.onnx}"
 shared="${2:-../shared}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

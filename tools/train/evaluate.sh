@@ -4,7 +4,7 @@
 #   tools/train/evaluate.sh [MODEL] [OUT_DIR]      (about 15 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-model=${1:-models/skinnet_ham_isic160.onnx}
+model=${1:-models/skinnet_mnv2_ham_isic224.onnx}
 out=${2:-build/model_card}
 shared=${DERMAL_SHARED_DIR:-../shared}
 mkdir -p "$out"
