@@ -86,8 +86,6 @@ std::unique_ptr<LesionBackbone> load_backbone(const LesionCheckStats& stats, con
 struct Classifier::Plans {
   std::unique_ptr<Executor> predict;
   std::map<std::string, std::unique_ptr<Executor>> explain;  // by layer
-  std::unique_ptr<Executor> batch;                           // Score-CAM's masked forwards
-  int batch_size = 0;
   std::vector<engine::TensorPlanInfo> tensors;               // every tensor, graph order
 };
 
@@ -364,18 +362,17 @@ std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activati
   const Shape& as = activation.shape();
   const int64_t C = as[1], h = as[2], w = as[3];
   batch = std::max(1, std::min<int>(batch, static_cast<int>(C)));
-  if (!plans_->batch || plans_->batch_size != batch) {
-    PlanOptions opts;
-    opts.input_shapes[card_.input_name] = nhwc ? Shape{batch, H, W, 3} : Shape{batch, 3, H, W};
-    opts.keep = {model_.logits};
-    plans_->batch = std::make_unique<Executor>(model_.graph, opts);
-    plans_->batch_size = batch;
-  }
+  // A plan for the masked batch, made per call and dropped after it: kept, its activations (batch x
+  // one image's) would stay resident in an idle server; planning costs milliseconds, Score-CAM seconds.
+  PlanOptions opts;
+  opts.input_shapes[card_.input_name] = nhwc ? Shape{batch, H, W, 3} : Shape{batch, 3, H, W};
+  opts.keep = {model_.logits};
+  Executor ex(model_.graph, opts);
   const int64_t plane = H * W, image = 3 * plane;
   const float* a = activation.data<float>();
   const float* xp = x.data<float>();
   std::vector<float> weights(static_cast<size_t>(C), 0.f);
-  Tensor masked = Tensor::zeros(DType::f32, plans_->batch->info(card_.input_name).shape);
+  Tensor masked = Tensor::zeros(DType::f32, ex.info(card_.input_name).shape);
   for (int64_t k0 = 0; k0 < C; k0 += batch) {
     const int64_t n = std::min<int64_t>(batch, C - k0);
     std::vector<bool> flat(static_cast<size_t>(n), false);
@@ -394,7 +391,6 @@ std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activati
         }
       }
     }
-    Executor& ex = *plans_->batch;
     ex.set_input(card_.input_name, masked);
     ex.forward();
     Tensor logits = ex.get(model_.logits);

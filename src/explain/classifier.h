@@ -67,7 +67,8 @@ struct ExplainRequest {
   std::string layer = "auto";         // "auto", a tensor name or a node name
   std::string target = "top";         // "top", a label code, or a class index
   bool aug_smooth = false;            // average with the maps of the flipped image
-  int score_cam_batch = 32;           // masked images per forward (Score-CAM)
+  int score_cam_batch = 8;            // masked images per forward (Score-CAM): its plan's memory is this
+                                      // many images' activations (the bundled model: 7 MB each)
 };
 
 struct Explanation {
