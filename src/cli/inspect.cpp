@@ -89,6 +89,7 @@ int run_inspect(const InspectOptions& o) {
               mib(st.arena_bytes).c_str(), o.batch, mib(st.largest_live_bytes).c_str(), mib(st.all_activation_bytes).c_str());
   std::printf("kernels                  %d (%d activations fused, %d BatchNorms folded, %d nodes folded, %d layout reorders)\n",
               st.steps, st.fused_activations, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
+  for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
   return 0;
 }
 

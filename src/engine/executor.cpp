@@ -293,6 +293,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
       ++stats.fused_activations;
     }
     step.kernel = n->op->make_kernel(cfg);
+    if (std::string why = step.kernel->fallback_reason(); !why.empty()) stats.fallbacks.push_back(n->name + ": " + why);
     const int index = static_cast<int>(steps.size());
     for (size_t k = 0; k < last->outputs.size(); ++k) {
       std::string name = last->outputs[k];

@@ -46,6 +46,7 @@ struct PlanStats {
   int folded_nodes = 0;             // nodes computed at plan time
   int fused_activations = 0;
   int layout_reorders = 0;
+  std::vector<std::string> fallbacks;  // "node: why" for each kernel on plain loops instead of oneDNN
 };
 
 // Per-tensor result of shape inference over a planned graph.

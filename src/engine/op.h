@@ -70,6 +70,9 @@ class Kernel {
   // gradient of that input. Inputs that are not data (weights, shapes) are never asked for.
   virtual void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out,
                         const std::vector<Tensor>& d_out, const std::vector<Tensor>& d_in);
+  // Why this kernel runs plain loops where the op would use oneDNN (empty: it does not). The plan
+  // lists these (PlanStats::fallbacks) so that a slow path is never silent.
+  virtual std::string fallback_reason() const { return {}; }
 };
 
 class Op {

@@ -321,5 +321,45 @@ TEST(Executor, KeepingATensorDisablesItsFusion) {
   EXPECT_TRUE(std::any_of(c1.begin(), c1.end(), [](double v) { return v < 0; })) << "c1 should be pre-ReLU";
 }
 
+// A kernel that says it runs plain loops (as pooling does when oneDNN refuses a case): the plan
+// must list it, so that a slow path is never silent.
+class SlowPathKernel : public engine::Kernel {
+ public:
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
+    std::memcpy(out[0].data<float>(), in[0].data<float>(), in[0].numel() * sizeof(float));
+  }
+  std::string fallback_reason() const override { return "the test's reason"; }
+};
+
+class SlowPathOp : public engine::Op {
+ public:
+  using Op::Op;
+  std::vector<engine::TensorInfo> infer(const std::vector<engine::TensorInfo>& in,
+                                        const std::vector<const Tensor*>&) const override {
+    return {in[0]};
+  }
+  std::unique_ptr<engine::Kernel> make_kernel(engine::KernelConfig&) const override {
+    return std::make_unique<SlowPathKernel>();
+  }
+};
+
+DERMAL_REGISTER_OP("DermalTestSlowPath", [](const Attributes&, const engine::OpContext& ctx) {
+  return std::make_unique<SlowPathOp>(ctx);
+});
+
+TEST(Executor, ListsKernelsOnASlowPath) {
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {1, 3, 5, 7}});
+  g->add_node("Relu", "fast", {"x"}, {"t"}, Attributes{}, 13);
+  g->add_node("DermalTestSlowPath", "slow", {"t"}, {"y"}, Attributes{}, 13);
+  g->outputs.push_back({"y", DType::f32, {}});
+  g->finalize();
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 3, 5, 7};
+  opts.fuse = false;
+  Executor ex(g, opts);
+  EXPECT_EQ(ex.stats().fallbacks, std::vector<std::string>{"slow: the test's reason"});
+}
+
 }  // namespace
 }  // namespace dermal::test

@@ -37,8 +37,9 @@ TEST(OpList, ReadmeNamesExactlyTheRegisteredOps) {
   const std::set<std::string> documented = readme_ops();
   ASSERT_FALSE(documented.empty()) << "README.md has no 'Supported ONNX ops ...:' paragraph ending before "
                                       "'Chains that only compute shapes'";
-  const auto types = OpRegistry::global().types();
-  const std::set<std::string> registered(types.begin(), types.end());
+  std::set<std::string> registered;
+  for (const auto& type : OpRegistry::global().types())
+    if (type.rfind("DermalTest", 0) != 0) registered.insert(type);  // ops this test binary registers itself
   for (const auto& op : registered)
     EXPECT_TRUE(documented.count(op)) << op << " is registered but missing from README's op list";
   for (const auto& op : documented)

@@ -167,7 +167,10 @@ void pool_reference(const PoolAttrs& a, const Geometry& g, const Tensor& x4, con
 
 class ReferencePoolKernel : public Kernel {
  public:
-  ReferencePoolKernel(PoolAttrs a, Geometry g) : a_(std::move(a)), g_(g) {}
+  // fallback: why oneDNN could not take this f32 case (empty for f64 and for cases it cannot be exact on)
+  ReferencePoolKernel(PoolAttrs a, Geometry g, std::string fallback = {})
+      : a_(std::move(a)), g_(g), fallback_(std::move(fallback)) {}
+  std::string fallback_reason() const override { return fallback_; }
 
   void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
     dispatch_float(in[0].dtype(), [&](auto t) {
@@ -188,6 +191,7 @@ class ReferencePoolKernel : public Kernel {
  private:
   PoolAttrs a_;
   Geometry g_;
+  std::string fallback_;
 };
 
 // oneDNN pooling, forward and backward, in the input's layout. Max pooling's backward reads the
@@ -279,8 +283,10 @@ class PoolOp : public Op {
     if (cfg.compute == DType::f32 && dnnl_exact) {
       try {
         return std::make_unique<DnnlPoolKernel>(a_, g, cfg.input_layouts[0]);
-      } catch (const dnnl::error&) {
-        // a case this oneDNN build does not implement: the plain loops compute it
+      } catch (const dnnl::error& e) {
+        // a case this oneDNN build does not implement: the plain loops compute it, and say so
+        return std::make_unique<ReferencePoolKernel>(a_, g, std::string("oneDNN refused the pooling (") + e.what() +
+                                                                "); plain loops");
       }
     }
     return std::make_unique<ReferencePoolKernel>(a_, g);
