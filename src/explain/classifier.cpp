@@ -30,9 +30,7 @@ vision::Preprocess to_vision(const formats::PreprocessSpec& s) {
   vision::Preprocess p;
   p.width = s.width;
   p.height = s.height;
-  p.resize = s.resize == "nearest" ? vision::ResizeMode::nearest
-             : s.resize == "area"  ? vision::ResizeMode::area
-                                   : vision::ResizeMode::bilinear;
+  p.resize = vision::parse_resize_mode(s.resize);  // the card has checked the name
   p.keep_aspect_crop = s.keep_aspect;
   p.scale = s.scale;
   p.mean = s.mean;
