@@ -12,7 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "explain/metrics.h"
+#include "explain/evaluation.h"
 
 namespace dermal::cli {
 

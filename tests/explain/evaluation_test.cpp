@@ -1,4 +1,4 @@
-// explain/metrics against the definitions: AUC as the probability that a random positive outscores a
+// explain/evaluation against the definitions: AUC as the probability that a random positive outscores a
 // random negative (ties half), counted pair by pair; a worked confusion/ECE example by hand; and the
 // bootstrap interval of an accuracy against the binomial normal approximation.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <random>
 
-#include "explain/metrics.h"
+#include "explain/evaluation.h"
 
 namespace dermal::test {
 namespace {

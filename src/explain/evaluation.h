@@ -1,6 +1,7 @@
-// How good a classifier is on labelled images: accuracy, balanced accuracy (mean per-class
-// recall, the ISIC challenge metric), per-class recall, precision and one-vs-rest AUC, the
-// confusion matrix, and the expected calibration error of the top probability.
+// Evaluation (serve/metrics.h is another thing: the service's Prometheus counters): how good a
+// classifier is on labelled images: accuracy, balanced accuracy (mean per-class recall, the ISIC
+// challenge metric), per-class recall, precision and one-vs-rest AUC, the confusion matrix, and
+// the expected calibration error of the top probability.
 //
 //   explain::EvalAccumulator acc(labels);
 //   acc.add(true_index, probabilities);  // per image

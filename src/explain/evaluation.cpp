@@ -1,4 +1,4 @@
-#include "explain/metrics.h"
+#include "explain/evaluation.h"
 
 #include <algorithm>
 #include <cmath>
