@@ -120,6 +120,17 @@ def augment(img, rng, size=224):
     return im.resize((size, size), Image.BILINEAR)
 
 
+def image_batch(paths, rng=None, size=224):
+    """Images as one float batch in [0, 1], NCHW shape with NHWC (channels-last) memory: Dermal's
+    preprocessing (PIL bilinear, stretched) when rng is None, else one augment() draw each."""
+    batch = []
+    for path in paths:
+        img = Image.open(path).convert("RGB")
+        img = img.resize((size, size), Image.BILINEAR) if rng is None else augment(img, rng, size)
+        batch.append(np.asarray(img, np.float32) / 255.0)
+    return torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+
+
 def fused_stem(weights, split_at=SPLIT_AT):
     """features[:split_at] with every BatchNormalization folded into its convolution (inference only)."""
     model = MobileNetV2(nsfw_head=True)
@@ -168,17 +179,13 @@ def main():
     t0 = time.time()
     with torch.no_grad():
         for s in range(0, len(its), args.batch):
-            batch = []
-            for path, *_ in its[s:s + args.batch]:
-                img = Image.open(path).convert("RGB")
-                img = img.resize((224, 224), Image.BILINEAR) if args.view == 0 else augment(img, rng)
-                batch.append(np.asarray(img, np.float32) / 255.0)
-            x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-            maps[s:s + len(batch)] = stem(x).contiguous().numpy().astype(np.float16)
+            paths = [it[0] for it in its[s:s + args.batch]]
+            x = image_batch(paths, None if args.view == 0 else rng)
+            maps[s:s + len(paths)] = stem(x).contiguous().numpy().astype(np.float16)
             if (s // args.batch) % 20 == 0:
                 el = time.time() - t0
-                print("view %d: %d/%d images, %.0f s, %.1f ms/image" % (args.view, s + len(batch), len(its), el,
-                                                                        1e3 * el / (s + len(batch))), flush=True)
+                print("view %d: %d/%d images, %.0f s, %.1f ms/image" % (args.view, s + len(paths), len(its), el,
+                                                                        1e3 * el / (s + len(paths))), flush=True)
     np.savez(os.path.join(args.out, "view%d.npz" % args.view), maps=maps,
              labels=np.array([i[1] for i in its], np.int64), is_isic=np.array([i[2] for i in its]),
              split=np.array([i[3] for i in its], np.int64), ids=np.array([i[4] for i in its]),

@@ -53,6 +53,38 @@ class Tail(nn.Module):
         return self.fc(self.drop(self.pooled(maps)))
 
 
+def run_log(out, args):
+    """A function that prints a timestamped line and appends it to OUT/log.txt; logs the args."""
+    os.makedirs(out, exist_ok=True)
+    logf = open(os.path.join(out, "log.txt"), "a")
+
+    def log(s):
+        line = "[%s] %s" % (time.strftime("%H:%M:%S"), s)
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    log("args %s" % json.dumps(vars(args)))
+    return log
+
+
+def balanced_sampling(labels, is_isic, isic_weight, class_power):
+    """Per-image draw probabilities (n_c^class_power, ISIC images x isic_weight) and the class prior
+    they make the network learn (what prior correction later removes): (p_draw, prior, counts)."""
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
+    w = np.where(is_isic, isic_weight, 1.0) * counts[labels] ** class_power
+    prior = np.zeros(len(CLASSES))
+    np.add.at(prior, labels, w)
+    prior = np.clip(prior / prior.sum(), 1e-4, None)
+    return w / w.sum(), prior, counts
+
+
+def set_cosine_lr(opt, base_lrs, step, total):
+    scale = 0.5 * (1 + np.cos(np.pi * step / total))
+    for g, b in zip(opt.param_groups, base_lrs):
+        g["lr"] = b * scale
+
+
 def metrics(logits, labels, is_isic, log_prior, alpha=-1.0):
     z = logits + alpha * log_prior
     pred = z.argmax(1)
@@ -88,16 +120,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "log.txt"), "a")
-
-    def log(s):
-        line = "[%s] %s" % (time.strftime("%H:%M:%S"), s)
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
-
-    log("args %s" % json.dumps(vars(args)))
+    log = run_log(args.out, args)
     views = [int(v) for v in args.views.split(",")]
     v0 = np.load(os.path.join(args.maps, "view0.npz"))
     # maps written before the cut was an option were cut after block_12
@@ -122,13 +145,8 @@ def main():
     log("train %d images x %d views, val %d (%d ISIC), maps cut after stage %d" % (
         len(tr_ids), len(train_maps), int(va.sum()), int(va_isic.sum()), split_at))
 
-    counts = np.bincount(tr_labels, minlength=len(CLASSES)).astype(np.float64)
-    w = np.where(tr_isic, args.isic_weight, 1.0) * counts[tr_labels] ** args.class_power
-    prior = np.zeros(len(CLASSES))
-    np.add.at(prior, tr_labels, w)
-    prior = np.clip(prior / prior.sum(), 1e-4, None)
+    p_draw, prior, counts = balanced_sampling(tr_labels, tr_isic, args.isic_weight, args.class_power)
     log_prior = np.log(prior)
-    p_draw = w / w.sum()
     log("train counts %s; effective prior %s" % (counts.astype(int).tolist(), np.round(prior, 4).tolist()))
 
     model = Tail(args.weights, args.dropout, split_at)
@@ -177,9 +195,7 @@ def main():
         vidx = rng.integers(len(train_maps), size=len(idx))
         losses = []
         for s in range(steps_per_epoch):
-            lr_scale = 0.5 * (1 + np.cos(np.pi * step / total))
-            for g, b in zip(opt.param_groups, base_lrs):
-                g["lr"] = b * lr_scale
+            set_cosine_lr(opt, base_lrs, step, total)
             bi, bv = idx[s * args.batch:(s + 1) * args.batch], vidx[s * args.batch:(s + 1) * args.batch]
             y = torch.from_numpy(tr_labels[bi])
             if args.mode == "linear":

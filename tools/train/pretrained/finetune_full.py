@@ -25,23 +25,13 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
-from extract import CLASSES, augment, items  # noqa: E402
-from finetune import Tail, metrics  # noqa: E402
-
-
-def load_batch(paths, rng, train, size=224):
-    xs = []
-    for p in paths:
-        img = Image.open(p).convert("RGB")
-        img = augment(img, rng, size) if train else img.resize((size, size), Image.BILINEAR)
-        xs.append(np.asarray(img, np.float32) / 255.0)
-    return torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2)  # NHWC memory: channels-last
+from extract import CLASSES, image_batch, items  # noqa: E402
+from finetune import Tail, balanced_sampling, metrics, run_log, set_cosine_lr  # noqa: E402
 
 
 def main():
@@ -63,28 +53,14 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "log.txt"), "a")
-
-    def log(s):
-        line = "[%s] %s" % (time.strftime("%H:%M:%S"), s)
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
-
-    log("args %s" % json.dumps(vars(args)))
+    log = run_log(args.out, args)
     train, val = items({"train"}), items({"val"})
     tr_labels = np.array([t[1] for t in train])
     tr_isic = np.array([t[2] for t in train])
     va_labels = np.array([v[1] for v in val])
     va_isic = np.array([v[2] for v in val])
-    counts = np.bincount(tr_labels, minlength=len(CLASSES)).astype(np.float64)
-    w = np.where(tr_isic, args.isic_weight, 1.0) * counts[tr_labels] ** args.class_power
-    prior = np.zeros(len(CLASSES))
-    np.add.at(prior, tr_labels, w)
-    prior = np.clip(prior / prior.sum(), 1e-4, None)
+    p_draw, prior, _ = balanced_sampling(tr_labels, tr_isic, args.isic_weight, args.class_power)
     log_prior = np.log(prior)
-    p_draw = w / w.sum()
 
     model = Tail(args.weights, args.dropout, split_at=0).to(memory_format=torch.channels_last)
     head = list(model.fc.parameters())
@@ -109,7 +85,7 @@ def main():
         zs = []
         with torch.no_grad():
             for s in range(0, len(val), 64):
-                zs.append(model(load_batch([v[0] for v in val[s:s + 64]], None, False)))
+                zs.append(model(image_batch([v[0] for v in val[s:s + 64]])))
         return torch.cat(zs).numpy()
 
     t0 = time.time()
@@ -119,11 +95,9 @@ def main():
         idx = rng.choice(len(train), size=steps_per_epoch * args.batch, p=p_draw)
         losses = []
         for s in range(steps_per_epoch):
-            scale = 0.5 * (1 + np.cos(np.pi * state["step"] / total))
-            for g, b in zip(opt.param_groups, base_lrs):
-                g["lr"] = b * scale
+            set_cosine_lr(opt, base_lrs, state["step"], total)
             bi = idx[s * args.batch:(s + 1) * args.batch]
-            x = load_batch([train[i][0] for i in bi], rng, True)
+            x = image_batch([train[i][0] for i in bi], rng)
             loss = ce(model(x), torch.from_numpy(tr_labels[bi]))
             opt.zero_grad()
             loss.backward()
