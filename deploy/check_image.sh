@@ -67,12 +67,6 @@ fail() { echo "check_image: FAIL: $*" >&2; [ -f "$work/log" ] && tail -20 "$work
 # Limits the container may ask for: no more open files or processes than this shell has (a
 # runtime asks for 1M files by default, which a host without CAP_SYS_RESOURCE refuses).
 limits=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=8192:8192")
-# crun (podman's default) refuses hosts whose cgroups are half v1, half v2; runc runs there.
-runtime=()
-if ! podman run --rm --network host "${limits[@]}" debian:bookworm-slim true >/dev/null 2>&1 \
-   && command -v runc >/dev/null 2>&1; then
-  runtime=(--runtime runc)
-fi
 
 # 1. The base image.
 t=$(now)
@@ -86,11 +80,14 @@ if ! podman image exists debian:bookworm-slim; then
     bookworm "$work/base.tar"
   podman import --quiet --change 'CMD ["bash"]' "$work/base.tar" docker.io/library/debian:bookworm-slim >/dev/null
   rm -f "$work/base.tar"
-  runtime=()
-  podman run --rm --network host "${limits[@]}" debian:bookworm-slim true >/dev/null 2>&1 \
-    || { command -v runc >/dev/null 2>&1 && runtime=(--runtime runc); }
 fi
 base_s=$(since "$t")
+# crun (podman's default) refuses hosts whose cgroups are half v1, half v2; runc runs there.
+runtime=()
+if ! podman run --rm --network host "${limits[@]}" debian:bookworm-slim true >/dev/null 2>&1 \
+   && command -v runc >/dev/null 2>&1; then
+  runtime=(--runtime runc)
+fi
 
 # 2. The image, from the committed tree.
 mkdir "$work/tree"

@@ -67,6 +67,7 @@ def main():
     members = [load_member(m) for m in args.member]
     weights = [float(w) for w in args.weights.split(",")] if args.weights else [1.0 / len(members)] * len(members)
     assert len(weights) == len(members) and abs(sum(weights) - 1) < 1e-6, "one weight per member, summing to 1"
+    assert 0 <= args.explain_member < len(members), "--explain-member must index a member"
     codes = [[l["code"] for l in card["labels"]] for _, card, _ in members]
     assert all(c == codes[0] for c in codes), "the members' classes differ: %s" % codes
 
