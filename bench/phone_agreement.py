@@ -27,7 +27,7 @@ def predict(binary, paths, display):
     rows = [json.loads(line) for line in out.splitlines()]
     for r in rows:
         if "error" in r:
-            sys.exit("%s: %s" % (r["image"], r["error"]))
+            sys.exit("%s: %s" % (r["file"], r["error"]))
     return rows
 
 

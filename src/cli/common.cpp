@@ -94,12 +94,16 @@ std::string default_model_path() {
                                             " was not found: pass --model or set MODEL_PATH");
 }
 
+std::string model_path(const ModelOptions& o) { return o.model.empty() ? default_model_path() : o.model; }
+
+std::string model_name(const ModelOptions& o) { return fs::path(model_path(o)).stem().string(); }
+
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
   formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature};
   explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
                                     bundled_model_dirs(), o.fitting_check, o.fit_backbone};
-  auto clf = explain::Classifier::load(o.model.empty() ? default_model_path() : o.model, o.card, overrides, check);
+  auto clf = explain::Classifier::load(model_path(o), o.card, overrides, check);
   clf->set_working_side(o.display_size);
   return clf;
 }

@@ -35,6 +35,8 @@ const std::vector<std::string>& image_extensions();
 
 // The folders holding the bundled models (where the lesion check's backbone is found too).
 std::vector<std::string> bundled_model_dirs();
+std::string model_path(const ModelOptions& o);  // --model, else the bundled default
+std::string model_name(const ModelOptions& o);  // its file's stem, as the API's "model" says
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o);
 // The whole file, refused when larger than max_bytes (before reading it).
 std::vector<uint8_t> read_file_limited(const std::string& path, size_t max_bytes);

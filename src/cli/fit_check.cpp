@@ -135,7 +135,7 @@ int run_fit_check(FitCheckOptions o) {
   }
   if (o.backbone != "model") o.model.fit_backbone = o.backbone;
   auto clf = load_classifier(o.model);
-  const std::string model_path = o.model.model.empty() ? default_model_path() : o.model.model;
+  const std::string model_file = cli::model_path(o.model);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Listed> fit_paths, calibration_paths;
   for (auto& p : list_images(o.images, o.limit))
@@ -171,7 +171,7 @@ int run_fit_check(FitCheckOptions o) {
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
-  nlohmann::json fitted{{"model", fs::path(model_path).filename().string()},
+  nlohmann::json fitted{{"model", fs::path(model_file).filename().string()},
                         {"date", date},
                         {"images_fitted", fit.size()},
                         {"images_for_threshold", calibration.size()},
@@ -183,7 +183,7 @@ int run_fit_check(FitCheckOptions o) {
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
     return out;
   };
-  std::printf("lesion check for %s\n", model_path.c_str());
+  std::printf("lesion check for %s\n", model_file.c_str());
   for (auto [name, model, layers] : {std::tuple{"backbone", &stats.backbone, &stats.backbone_layers},
                                      std::tuple{"content", &stats.content, &stats.content_layers},
                                      std::tuple{"appearance", &stats.appearance, &stats.appearance_layers}})
@@ -205,7 +205,7 @@ int run_fit_check(FitCheckOptions o) {
     std::printf("  out of domain %-30s %5zu images, %5.1f%% refused\n", dir.c_str(), ood.size(), 100 * refused);
   }
   stats.fitted = fitted;
-  const std::string out = o.out.empty() ? fs::path(model_path).replace_extension(".check.json").string() : o.out;
+  const std::string out = o.out.empty() ? fs::path(model_file).replace_extension(".check.json").string() : o.out;
   std::ofstream f(out, std::ios::binary | std::ios::trunc);
   f << explain::lesion_check_to_json(stats);
   if (!f) throw Error(ErrorKind::invalid_input, "cannot write '" + out + "'");

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "explain/answer.h"
 
 namespace dermal::cli {
 
@@ -17,59 +18,44 @@ struct PredictOptions {
   bool force = false;  // show the diagnosis even when the lesion check fails
 };
 
-nlohmann::json timings_json(const explain::Timings& t) {
-  nlohmann::json j = nlohmann::json::object();
-  double total = 0;
-  for (const auto& [stage, ms] : t) {
-    j[stage] = ms;
-    total += ms;
-  }
-  j["total"] = total;
-  return j;
-}
-
 int run_predict(const PredictOptions& o) {
   auto clf = load_classifier(o.model);
+  explain::AnswerRequest req;
+  req.top_k = o.top_k;
+  req.force = o.force;
   int failures = 0;
   for (const auto& path : o.images) {
     explain::Timings timings;
     try {
       auto bytes = read_file_limited(path, clf->limits().max_bytes);
-      vision::Image image = clf->decode(bytes.data(), bytes.size(), timings);
-      explain::Prediction p = clf->predict(image, timings);
-      const bool withheld = p.lesion_check.withholds_diagnosis() && !o.force;
-      const size_t k = withheld ? 0 : std::min<size_t>(static_cast<size_t>(o.top_k), p.ranked.size());
+      vision::SourceSize source;
+      vision::Image image = clf->decode(bytes.data(), bytes.size(), timings, &source);
+      const explain::Answer a = explain::answer(*clf, image, source, req, timings);
       if (o.json) {
-        nlohmann::json j{{"image", path}, {"lesion_check", explain::lesion_check_json(p.lesion_check)}};
-        j["diagnosis_withheld"] = withheld;
-        j["top"] = nlohmann::json::array();
-        for (size_t i = 0; i < k; ++i)
-          j["top"].push_back({{"label", p.ranked[i].code},
-                              {"name", p.ranked[i].name},
-                              {"malignant", p.ranked[i].malignant},
-                              {"probability", p.ranked[i].probability}});
-        if (withheld) j["probabilities"] = nullptr;
-        else
-          for (const auto& c : p.ranked) j["probabilities"][c.code] = c.probability;
-        j["timings_ms"] = timings_json(timings);
+        nlohmann::json j = explain::answer_json(a, req, timings);
+        j["file"] = path;
+        j["model"] = model_name(o.model);
         std::printf("%s\n", j.dump().c_str());
       } else {
         std::printf("%s\n", path.c_str());
-        const auto& check = p.lesion_check;
-        if (withheld)
+        const auto& check = a.prediction.lesion_check;
+        if (a.diagnosis_withheld)
           std::printf("  not shown: the image %s (--force shows the classes anyway)\n", check.reason.c_str());
         else if (check.available && !check.passed)
           std::printf("  warning: the image %s\n", check.reason.c_str());
         else if (!check.available && check.mode != explain::LesionCheckMode::off)
           std::printf("  note: %s\n", check.reason.c_str());
-        for (size_t i = 0; i < k; ++i)
-          std::printf("  %-6s %5.1f%%  %s%s\n", p.ranked[i].code.c_str(), 100 * p.ranked[i].probability,
-                      p.ranked[i].name.c_str(), p.ranked[i].malignant ? " (malignant)" : "");
-        std::printf("  %.1f ms\n", timings_json(timings)["total"].get<double>());
+        const size_t k = a.diagnosis_withheld ? 0 : std::min<size_t>(static_cast<size_t>(o.top_k), a.prediction.ranked.size());
+        for (size_t i = 0; i < k; ++i) {
+          const auto& c = a.prediction.ranked[i];
+          std::printf("  %-6s %5.1f%%  %s%s\n", c.code.c_str(), 100 * c.probability, c.name.c_str(),
+                      c.malignant ? " (malignant)" : "");
+        }
+        std::printf("  %.1f ms\n", explain::total_ms(timings));
       }
     } catch (const Error& e) {
       ++failures;
-      if (o.json) std::printf("%s\n", nlohmann::json{{"image", path}, {"error", e.what()}}.dump().c_str());
+      if (o.json) std::printf("%s\n", nlohmann::json{{"file", path}, {"error", e.what()}}.dump().c_str());
       else std::fprintf(stderr, "dermal: %s: %s\n", path.c_str(), e.what());
     }
     std::fflush(stdout);

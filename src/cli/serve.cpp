@@ -64,33 +64,17 @@ int run_serve(ServeOptions& o) {
 
 Command add_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
-  auto add = [&](const std::string& flags, const std::string& name, const std::string& help) {
-    o->options[name] = app.add_option(flags, o->values[name], help + " [" + name + "]");
-  };
-  add("--model,-m", "MODEL_PATH", "Model file (.onnx, .keras, .h5); default: the bundled model");
-  add("--card", "MODEL_CARD", "Model card JSON (default: the model's sidecar .json or metadata)");
-  add("--host", "HOST", "Address to listen on (default 0.0.0.0)");
-  add("--port,-p", "PORT", "Port (default 8000; 0: any free port)");
-  add("--threads", "THREADS", "Compute threads (default 0: every core)");
-  add("--preload-model", "PRELOAD_MODEL", "Load the model at startup (true) or on first use (false); default true");
-  add("--enable-gradcam", "ENABLE_GRADCAM", "Default of /api/predict's gradcam parameter; default true");
-  add("--max-upload-mb", "MAX_UPLOAD_MB", "Largest request body in MB (413 above); default 25");
-  add("--max-image-pixels", "MAX_IMAGE_PIXELS",
-      "Largest decoded (working) width x height, after reduction while decoding (422 above); default 16000000");
-  add("--max-source-pixels", "MAX_SOURCE_PIXELS",
-      "Largest width x height a file may declare when it is reduced while decoding (422 above); default 120000000");
-  add("--max-decoder-mb", "MAX_DECODER_MB",
-      "Memory a decoder may use besides the decoded image, in MiB (progressive JPEG, HEIC/AVIF, PNG with alpha); "
-      "default 36");
-  add("--display-size", "DISPLAY_SIZE",
-      "Longer side images are decoded to (at least) and overlays drawn at (at most); 0: full size; default 1024");
-  add("--max-queue", "MAX_QUEUE", "Requests waiting for the model before 503s; default 16");
-  add("--request-timeout-s", "REQUEST_TIMEOUT_S", "Seconds a request may wait and compute (504 after); default 30");
-  add("--cam-method", "CAM_METHOD", "Default explanation method; default gradcam");
-  add("--log-level", "LOG_LEVEL", "debug, info, warn, error or off; default info");
-  add("--lesion-check", "LESION_CHECK", "Is it a skin-lesion image? on (withhold the diagnosis when not), warn or off; default on");
-  add("--check-threshold", "LESION_CHECK_THRESHOLD", "Lesion-check threshold; default 0: the fitted one");
-  add("--check", "LESION_CHECK_FILE", "Lesion-check statistics; default: <model stem>.check.json beside the model");
+  for (const serve::Setting& setting : serve::settings()) {
+    const std::string def = setting.default_value();
+    const char* type = setting.type == serve::SettingType::boolean ? "BOOL"
+                       : setting.type == serve::SettingType::integer ? "INT"
+                       : setting.type == serve::SettingType::number  ? "NUMBER"
+                                                                      : "TEXT";
+    o->options[setting.name] =
+        app.add_option(setting.flags, o->values[setting.name],
+                       setting.help + (def.empty() ? "" : "; default " + def) + " [" + setting.name + "]")
+            ->type_name(type);
+  }
   o->env_file_option = app.add_option("--env-file", o->env_file, "Settings file read under the environment (default: ./.env when present)");
   return [o] { return run_serve(*o); };
 }

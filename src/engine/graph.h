@@ -65,7 +65,10 @@ class Graph {
 };
 
 // Folds each BatchNormalization that directly follows a Conv with constant weights into that
-// Conv (the conv's output had no other consumer and is not a graph output). Returns the count.
+// Conv (the conv's output had no other consumer and is not a graph output), for every format.
+// The folded weights are new constants; each original is dropped as soon as nothing reads it, so
+// loading peaks at the model plus one layer's weights, never two copies of the model. Returns the
+// count.
 int fold_batchnorm_into_conv(Graph& graph);
 // Removes Identity, and Dropout in inference mode, renaming their consumers' inputs.
 int remove_identities(Graph& graph);

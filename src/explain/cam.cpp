@@ -5,6 +5,8 @@
 #include <numeric>
 
 #include "engine/error.h"
+#include "explain/softmax.h"
+#include "vision/resize.h"
 
 namespace dermal::explain {
 
@@ -197,6 +199,48 @@ void normalize01(std::vector<float>& map) {
   auto [lo, hi] = std::minmax_element(map.begin(), map.end());
   const float min = *lo, range = *hi - *lo;
   for (float& v : map) v = range > 0 ? (v - min) / range : 0.f;
+}
+
+std::vector<float> score_cam(const Tensor& x, bool nhwc, const Tensor& activation, int class_index, int batch,
+                             const std::function<Tensor(const Tensor&)>& logits_of) {
+  const engine::Shape& xs = x.shape();
+  const int64_t H = nhwc ? xs[1] : xs[2], W = nhwc ? xs[2] : xs[3];
+  const engine::Shape& as = activation.shape();
+  const int64_t C = as[1], h = as[2], w = as[3];
+  batch = std::max(1, std::min<int>(batch, static_cast<int>(C)));
+  const int64_t plane = H * W, image = 3 * plane;
+  const float* a = activation.data<float>();
+  const float* xp = x.data<float>();
+  std::vector<float> weights(static_cast<size_t>(C), 0.f);
+  Tensor masked = Tensor::zeros(engine::DType::f32, nhwc ? engine::Shape{batch, H, W, 3} : engine::Shape{batch, 3, H, W});
+  for (int64_t k0 = 0; k0 < C; k0 += batch) {
+    const int64_t n = std::min<int64_t>(batch, C - k0);
+    std::vector<bool> flat(static_cast<size_t>(n), false);
+    for (int64_t b = 0; b < n; ++b) {
+      vision::FloatMap m{static_cast<int>(w), static_cast<int>(h), std::vector<float>(a + (k0 + b) * h * w, a + (k0 + b + 1) * h * w)};
+      vision::FloatMap up = vision::upsample_bilinear(m, static_cast<int>(W), static_cast<int>(H));
+      auto [lo, hi] = std::minmax_element(up.values.begin(), up.values.end());
+      const float min = *lo, range = *hi - *lo;
+      flat[b] = range == 0;
+      float* dst = masked.data<float>() + b * image;
+      for (int64_t i = 0; i < plane; ++i) {
+        const float mask = flat[b] ? 0.f : (up.values[i] - min) / range;
+        for (int64_t c = 0; c < 3; ++c) {
+          const int64_t at = nhwc ? i * 3 + c : c * plane + i;
+          dst[at] = xp[at] * mask;
+        }
+      }
+    }
+    const Tensor logits = logits_of(masked);
+    const int64_t classes = logits.numel() / batch;
+    for (int64_t b = 0; b < n; ++b) {
+      if (flat[b]) continue;  // a constant channel masks nothing: the reference skips it too
+      const float* l = logits.data<float>() + b * classes;
+      const std::vector<double> p = softmax(std::vector<double>(l, l + classes));
+      weights[k0 + b] = static_cast<float>(p[class_index]);
+    }
+  }
+  return weighted_cam(activation, weights);
 }
 
 }  // namespace dermal::explain

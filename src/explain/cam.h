@@ -5,10 +5,10 @@
 //   std::vector<float> cam = explain::cam_from_gradients(CamMethod::gradcam, A, G);
 //   explain::normalize01(cam);
 //
-// Score-CAM needs forward passes, so the classifier runs it and combines the channels with
-// weighted_cam.
+// Score-CAM needs forward passes: the classifier gives score_cam a function that runs them.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,12 +37,17 @@ std::vector<float> cam_from_gradients(CamMethod m, const engine::Tensor& A, cons
 // positively with the channel sum, so the map points where the layer is most active.
 std::vector<float> eigen_cam(const engine::Tensor& A);
 
-// Score-CAM (Wang et al. 2020, as their reference implementation computes it): the weight of
-// channel k is the target class's softmax probability for the input multiplied by the channel's
-// activation, upsampled to the input and min-max normalised. The classifier runs those masked
-// forwards in batches and combines them with weighted_cam.
 // relu(sum_k w_k A_k) for given channel weights.
 std::vector<float> weighted_cam(const engine::Tensor& A, const std::vector<float>& weights);
+
+// Score-CAM (Wang et al. 2020, as their reference implementation computes it): the weight of
+// channel k is the target class's softmax probability for the input x multiplied by the channel's
+// activation, upsampled to the input and min-max normalised; relu(sum_k w_k A_k). A constant
+// channel masks nothing and gets weight 0, as in the reference. `logits_of` runs the model on a
+// batch of `batch` masked inputs (x's layout, NHWC when `nhwc`) and returns [batch, classes]
+// (in the last batch, the rows past the channels left are ignored).
+std::vector<float> score_cam(const engine::Tensor& x, bool nhwc, const engine::Tensor& A, int class_index, int batch,
+                             const std::function<engine::Tensor(const engine::Tensor&)>& logits_of);
 
 // Scales to [0, 1] by (x - min) / (max - min); a constant map becomes all zeros, never NaN.
 void normalize01(std::vector<float>& map);

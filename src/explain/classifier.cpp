@@ -7,6 +7,8 @@
 #include <set>
 
 #include "engine/executor.h"
+#include "explain/layer_choice.h"
+#include "explain/softmax.h"
 #include "vision/normalize.h"
 #include "vision/resize.h"
 
@@ -18,13 +20,13 @@ using engine::PlanOptions;
 using engine::Shape;
 using engine::Tensor;
 
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
 
 vision::Preprocess to_vision(const formats::PreprocessSpec& s) {
   vision::Preprocess p;
@@ -56,13 +58,6 @@ Tensor flip_width(const Tensor& t, bool nhwc) {
 
 void flip_map_width(std::vector<float>& map, int width, int height) {
   for (int y = 0; y < height; ++y) std::reverse(map.begin() + y * width, map.begin() + (y + 1) * width);
-}
-
-// Layout plumbing is not a layer: a Keras importer's transpose back to channels-last before Flatten
-// (its dims are no longer N, C, H, W), a reshape, a flatten, the padding in front of a convolution.
-bool layout_plumbing(const engine::Graph& g, const std::string& tensor) {
-  const engine::Node* n = g.producer(tensor);
-  return n && (n->type == "Transpose" || n->type == "Reshape" || n->type == "Flatten" || n->type == "Pad");
 }
 
 // The backbone the statistics name: beside the statistics, else in the folders the front end
@@ -264,14 +259,7 @@ Prediction Classifier::to_prediction(const Tensor& logits_tensor) const {
   if (p.logits.size() != card_.labels.size())
     throw Error(ErrorKind::internal, "the model gave " + std::to_string(p.logits.size()) + " logits for " +
                                          std::to_string(card_.labels.size()) + " labels");
-  const double t = card_.temperature;
-  const double top = *std::max_element(p.logits.begin(), p.logits.end());
-  double sum = 0;
-  for (double l : p.logits) {
-    p.probabilities.push_back(std::exp((l - top) / t));
-    sum += p.probabilities.back();
-  }
-  for (double& v : p.probabilities) v /= sum;
+  p.probabilities = softmax(p.logits, card_.temperature);
   for (size_t i = 0; i < p.logits.size(); ++i) {
     const auto& label = card_.labels[i];
     p.ranked.push_back({static_cast<int>(i), label.code, label.name, label.malignant, p.probabilities[i], p.logits[i]});
@@ -303,39 +291,7 @@ Prediction Classifier::predict_tensor(const Tensor& x, const vision::Image* imag
 }
 
 std::string Classifier::resolve_layer(const std::string& request) const {
-  const auto& tensors = plans_->tensors;
-  const engine::Graph& g = *model_.graph;
-  auto spatial = [](const engine::TensorPlanInfo& t) {
-    const Shape& s = t.info.shape;
-    return !t.known && s.size() == 4 && s[2] > 1 && s[3] > 1;
-  };
-  if (request.empty() || request == "auto") {
-    // The last spatial tensor the logits depend on: what global pooling (or flattening) reads.
-    std::set<std::string> ancestors{model_.logits};
-    for (auto it = g.nodes.rbegin(); it != g.nodes.rend(); ++it) {
-      bool feeds = std::any_of(it->outputs.begin(), it->outputs.end(), [&](const std::string& o) { return ancestors.count(o); });
-      if (feeds) ancestors.insert(it->inputs.begin(), it->inputs.end());
-    }
-    for (auto it = tensors.rbegin(); it != tensors.rend(); ++it)
-      if (spatial(*it) && ancestors.count(it->name) && !g.is_input(it->name) && !layout_plumbing(g, it->name))
-        return it->name;
-    throw Error(ErrorKind::unsupported, "the model has no spatial layer (H and W > 1) to explain");
-  }
-  for (const auto& t : tensors)
-    if (t.name == request) {
-      if (!spatial(t))
-        throw Error(ErrorKind::invalid_input, "layer '" + request + "' has shape " + engine::shape_str(t.info.shape) +
-                                                  ": a class activation map needs a [N,C,H,W] activation");
-      return request;
-    }
-  for (const auto& n : g.nodes)
-    if (n.name == request && !n.outputs.empty()) return resolve_layer(n.outputs[0]);
-  std::string close;
-  int shown = 0;
-  for (const auto& t : tensors)
-    if (spatial(t) && t.name.find(request) != std::string::npos && shown++ < 5) close += "\n  " + t.name;
-  throw Error(ErrorKind::invalid_input, "no layer named '" + request + "'" +
-                                            (close.empty() ? std::string(" (dermal inspect lists them)") : "; did you mean:" + close));
+  return choose_layer(*model_.graph, plans_->tensors, model_.logits, request);
 }
 
 int Classifier::resolve_class(const std::string& target, const Prediction& p) const {
@@ -354,55 +310,21 @@ int Classifier::resolve_class(const std::string& target, const Prediction& p) co
 }
 
 std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activation, int class_index, int batch) {
-  const bool nhwc = card_.preprocess.nhwc;
-  const Shape& xs = x.shape();
-  const int64_t H = nhwc ? xs[1] : xs[2], W = nhwc ? xs[2] : xs[3];
-  const Shape& as = activation.shape();
-  const int64_t C = as[1], h = as[2], w = as[3];
-  batch = std::max(1, std::min<int>(batch, static_cast<int>(C)));
   // A plan for the masked batch, made per call and dropped after it: kept, its activations (batch x
   // one image's) would stay resident in an idle server; planning costs milliseconds, Score-CAM seconds.
-  PlanOptions opts;
-  opts.input_shapes[card_.input_name] = nhwc ? Shape{batch, H, W, 3} : Shape{batch, 3, H, W};
-  opts.keep = {model_.logits};
-  Executor ex(model_.graph, opts);
-  const int64_t plane = H * W, image = 3 * plane;
-  const float* a = activation.data<float>();
-  const float* xp = x.data<float>();
-  std::vector<float> weights(static_cast<size_t>(C), 0.f);
-  Tensor masked = Tensor::zeros(DType::f32, ex.info(card_.input_name).shape);
-  for (int64_t k0 = 0; k0 < C; k0 += batch) {
-    const int64_t n = std::min<int64_t>(batch, C - k0);
-    std::vector<bool> flat(static_cast<size_t>(n), false);
-    for (int64_t b = 0; b < n; ++b) {
-      vision::FloatMap m{static_cast<int>(w), static_cast<int>(h), std::vector<float>(a + (k0 + b) * h * w, a + (k0 + b + 1) * h * w)};
-      vision::FloatMap up = vision::upsample_bilinear(m, static_cast<int>(W), static_cast<int>(H));
-      auto [lo, hi] = std::minmax_element(up.values.begin(), up.values.end());
-      const float min = *lo, range = *hi - *lo;
-      flat[b] = range == 0;
-      float* dst = masked.data<float>() + b * image;
-      for (int64_t i = 0; i < plane; ++i) {
-        const float mask = flat[b] ? 0.f : (up.values[i] - min) / range;
-        for (int64_t c = 0; c < 3; ++c) {
-          const int64_t at = nhwc ? i * 3 + c : c * plane + i;
-          dst[at] = xp[at] * mask;
-        }
-      }
+  std::unique_ptr<Executor> ex;
+  auto logits_of = [&](const Tensor& masked) {
+    if (!ex) {
+      PlanOptions opts;
+      opts.input_shapes[card_.input_name] = masked.shape();
+      opts.keep = {model_.logits};
+      ex = std::make_unique<Executor>(model_.graph, opts);
     }
-    ex.set_input(card_.input_name, masked);
-    ex.forward();
-    Tensor logits = ex.get(model_.logits);
-    const int64_t classes = logits.numel() / batch;
-    for (int64_t b = 0; b < n; ++b) {
-      if (flat[b]) continue;  // a constant channel masks nothing: the reference skips it too
-      const float* l = logits.data<float>() + b * classes;
-      const float top = *std::max_element(l, l + classes);
-      double sum = 0;
-      for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(l[c] - top));
-      weights[k0 + b] = static_cast<float>(std::exp(static_cast<double>(l[class_index] - top)) / sum);
-    }
-  }
-  return weighted_cam(activation, weights);
+    ex->set_input(card_.input_name, masked);
+    ex->forward();
+    return ex->get(model_.logits);
+  };
+  return explain::score_cam(x, card_.preprocess.nhwc, activation, class_index, batch, logits_of);
 }
 
 Explanation Classifier::explain(const vision::Image& image, const ExplainRequest& request, Timings& timings,

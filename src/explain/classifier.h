@@ -11,6 +11,7 @@
 // Methods are serialised: one inference at a time on all the cores oneDNN is given.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,8 @@ class Executor;
 namespace dermal::explain {
 
 using Timings = std::map<std::string, double>;  // stage -> milliseconds
+// Milliseconds from `start` to now (what each stage adds to Timings).
+double ms_since(std::chrono::steady_clock::time_point start);
 
 struct ClassScore {
   int index = 0;

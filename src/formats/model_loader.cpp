@@ -39,11 +39,7 @@ LoadedModel load_model(const std::string& path) {
     if (!info.backend.empty()) m.metadata["keras_backend"] = info.backend;
     m.metadata["keras_model_name"] = info.model_name;
     m.metadata["keras_model_class"] = info.model_class;
-    m.folded_batchnorms = fold_batchnorms_in_place(g);
-    m.held_weights = engine::hold_weights_in_ops(g);
-    find_logits(g, m);
-    m.graph = std::make_shared<engine::Graph>(std::move(g));
-    m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    finish_loading(std::move(g), m, start);
     return m;
   }
   return load_onnx_model(path);

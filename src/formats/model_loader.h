@@ -5,6 +5,8 @@
 //   engine::Executor ex(m.graph, opts);
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -34,7 +36,10 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& path);
 // The same for a file known to be ONNX (formats/onnx_model.cpp: no Keras, no HDF5).
 LoadedModel load_onnx_model(const std::string& path);
-// Sets m.logits / m.output_is_probability from the graph's first output (used by every importer).
+// The load-time passes every format goes through, in order: Identity/Dropout removal, BatchNorm
+// folding, weights handed to their ops, the logits found (find_logits); then m.graph and m.load_ms.
+void finish_loading(engine::Graph g, LoadedModel& m, std::chrono::steady_clock::time_point start);
+// Sets m.logits / m.output_is_probability from the graph's first output.
 void find_logits(const engine::Graph& g, LoadedModel& m);
 
 }  // namespace dermal::formats

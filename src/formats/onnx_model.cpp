@@ -20,6 +20,15 @@ void find_logits(const engine::Graph& g, LoadedModel& m) {
   }
 }
 
+void finish_loading(engine::Graph g, LoadedModel& m, std::chrono::steady_clock::time_point start) {
+  m.removed_identities = engine::remove_identities(g);
+  m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
+  m.held_weights = engine::hold_weights_in_ops(g);
+  find_logits(g, m);
+  m.graph = std::make_shared<engine::Graph>(std::move(g));
+  m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
 LoadedModel load_onnx_model(const std::string& path) {
   auto start = std::chrono::steady_clock::now();
   LoadedModel m;
@@ -29,12 +38,7 @@ LoadedModel load_onnx_model(const std::string& path) {
   m.producer = info.producer;
   m.opset = info.opset;
   m.metadata = info.metadata;
-  m.removed_identities = engine::remove_identities(g);
-  m.folded_batchnorms = engine::fold_batchnorm_into_conv(g);
-  m.held_weights = engine::hold_weights_in_ops(g);
-  find_logits(g, m);
-  m.graph = std::make_shared<engine::Graph>(std::move(g));
-  m.load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  finish_loading(std::move(g), m, start);
   return m;
 }
 

@@ -24,42 +24,85 @@ std::string lower(std::string s) {
   return s;
 }
 
-// One raw value and where it came from, for messages.
-struct Raw {
-  std::string value, source;
-};
-
-[[noreturn]] void bad(const std::string& name, const Raw& raw, const std::string& expected) {
-  throw Error(ErrorKind::invalid_input, name + "='" + raw.value + "' (from " + raw.source + ") is not valid: expected " +
-                                            expected);
+[[noreturn]] void bad(const std::string& name, const std::string& value, const std::string& from,
+                      const std::string& expected) {
+  throw Error(ErrorKind::invalid_input, name + "='" + value + "' (from " + from + ") is not valid: expected " + expected);
 }
 
-bool parse_bool(const std::string& name, const Raw& raw) {
-  std::string v = lower(trim(raw.value));
-  if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
-  if (v == "0" || v == "false" || v == "no" || v == "off") return false;
-  bad(name, raw, "true or false (also 1/0, yes/no, on/off)");
+std::string number_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
 }
 
-int64_t parse_int(const std::string& name, const Raw& raw, int64_t lo, int64_t hi) {
-  std::string v = trim(raw.value);
-  char* end = nullptr;
-  errno = 0;
-  long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
-    bad(name, raw, "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
-  return x;
+// The table's rows by type, each bound to its ServeConfig member.
+Setting boolean(const char* name, const char* flags, bool ServeConfig::*member, const char* help) {
+  return {name, flags, SettingType::boolean, help,
+          [=](ServeConfig& c, const std::string& value, const std::string& from) {
+            const std::string v = lower(trim(value));
+            if (v == "1" || v == "true" || v == "yes" || v == "on") c.*member = true;
+            else if (v == "0" || v == "false" || v == "no" || v == "off") c.*member = false;
+            else bad(name, value, from, "true or false (also 1/0, yes/no, on/off)");
+          },
+          [=](const ServeConfig& c) { return std::string(c.*member ? "true" : "false"); }};
 }
 
-double parse_number(const std::string& name, const Raw& raw, double lo, double hi) {
-  std::string v = trim(raw.value);
-  char* end = nullptr;
-  errno = 0;
-  double x = std::strtod(v.c_str(), &end);
-  std::ostringstream range;
-  range << "a number greater than " << lo << " and at most " << hi;
-  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x) || x <= lo || x > hi) bad(name, raw, range.str());
-  return x;
+template <typename Int>
+Setting integer(const char* name, const char* flags, Int ServeConfig::*member, int64_t lo, int64_t hi, const char* help) {
+  return {name, flags, SettingType::integer, help,
+          [=](ServeConfig& c, const std::string& value, const std::string& from) {
+            const std::string v = trim(value);
+            char* end = nullptr;
+            errno = 0;
+            const long long x = std::strtoll(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
+              bad(name, value, from, "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+            c.*member = static_cast<Int>(x);
+          },
+          [=](const ServeConfig& c) { return std::to_string(c.*member); }};
+}
+
+// A number in (lo, hi]; `zero_ok`: 0 is accepted too (it means "not set").
+Setting number(const char* name, const char* flags, double ServeConfig::*member, double lo, double hi, const char* help,
+               bool zero_ok = false) {
+  return {name, flags, SettingType::number, help,
+          [=](ServeConfig& c, const std::string& value, const std::string& from) {
+            const std::string v = trim(value);
+            char* end = nullptr;
+            errno = 0;
+            const double x = std::strtod(v.c_str(), &end);
+            const bool ok = !v.empty() && *end == '\0' && errno != ERANGE && std::isfinite(x) &&
+                            ((x > lo && x <= hi) || (zero_ok && x == 0));
+            if (!ok)
+              bad(name, value, from,
+                  (zero_ok ? "0 or a number greater than " : "a number greater than ") + number_text(lo) + " and at most " +
+                      number_text(hi));
+            c.*member = x;
+          },
+          [=](const ServeConfig& c) { return number_text(c.*member); }};
+}
+
+Setting text(const char* name, const char* flags, std::string ServeConfig::*member, const char* help) {
+  return {name, flags, SettingType::text, help,
+          [=](ServeConfig& c, const std::string& value, const std::string&) { c.*member = trim(value); },
+          [=](const ServeConfig& c) { return c.*member; }};
+}
+
+// One of `choices` (lower case).
+Setting choice(const char* name, const char* flags, std::string ServeConfig::*member, std::vector<std::string> choices,
+               const char* help) {
+  return {name, flags, SettingType::choice, help,
+          [=](ServeConfig& c, const std::string& value, const std::string& from) {
+            const std::string v = lower(trim(value));
+            if (std::find(choices.begin(), choices.end(), v) == choices.end()) {
+              std::string all;
+              for (size_t i = 0; i < choices.size(); ++i)
+                all += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+              bad(name, value, from, all);
+            }
+            c.*member = v;
+          },
+          [=](const ServeConfig& c) { return c.*member; }};
 }
 
 std::string read_text(const std::string& path) {
@@ -82,11 +125,87 @@ const char* log_level_name(LogLevel l) {
   return "info";
 }
 
+const char* setting_source_name(SettingSource s) {
+  switch (s) {
+    case SettingSource::default_value: return "default";
+    case SettingSource::env_file: return ".env";
+    case SettingSource::environment: return "environment";
+    case SettingSource::flag: return "flag";
+  }
+  return "default";
+}
+
+std::string Setting::default_value() const { return print(ServeConfig{}); }
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> table = [] {
+    std::vector<Setting> t{
+        boolean("PRELOAD_MODEL", "--preload-model", &ServeConfig::preload_model,
+                "Load the model at startup (true) or on first use (false)"),
+        boolean("ENABLE_GRADCAM", "--enable-gradcam", &ServeConfig::enable_gradcam, "Default of /api/predict's gradcam parameter"),
+        text("MODEL_PATH", "--model,-m", &ServeConfig::model_path, "Model file (.onnx, .keras, .h5); empty: the bundled model"),
+        text("MODEL_CARD", "--card", &ServeConfig::card_path, "Model card JSON; empty: the model's sidecar .json or metadata"),
+        Setting{"HOST", "--host", SettingType::text, "Address to listen on",
+                [](ServeConfig& c, const std::string& value, const std::string& from) {
+                  c.host = trim(value);
+                  if (c.host.empty() || c.host.find_first_of(" /") != std::string::npos)
+                    bad("HOST", value, from, "an address such as 0.0.0.0 or 127.0.0.1");
+                },
+                [](const ServeConfig& c) { return c.host; }},
+        integer("PORT", "--port,-p", &ServeConfig::port, 0, 65535, "Port (0: any free port)"),
+        integer("THREADS", "--threads", &ServeConfig::threads, 0, 1024, "Compute threads (0: every core)"),
+        number("MAX_UPLOAD_MB", "--max-upload-mb", &ServeConfig::max_upload_mb, 0, 1024, "Largest request body in MB (413 above)"),
+        integer("MAX_IMAGE_PIXELS", "--max-image-pixels", &ServeConfig::max_image_pixels, 1, 1'000'000'000,
+                "Largest decoded (working) width x height, after reduction while decoding (422 above)"),
+        integer("MAX_SOURCE_PIXELS", "--max-source-pixels", &ServeConfig::max_source_pixels, 1, 4'000'000'000,
+                "Largest width x height a file may declare when it is reduced while decoding (422 above)"),
+        number("MAX_DECODER_MB", "--max-decoder-mb", &ServeConfig::max_decoder_mb, 1, 65536,
+               "Memory a decoder may use besides the decoded image, in MiB (progressive JPEG, HEIC/AVIF, PNG with alpha)"),
+        integer("DISPLAY_SIZE", "--display-size", &ServeConfig::display_size, 0, 65536,
+                "Longer side images are decoded to (at least) and overlays drawn at (at most); 0: full size"),
+        integer("MAX_QUEUE", "--max-queue", &ServeConfig::max_queue, 0, 10'000, "Requests waiting for the model before 503s"),
+        number("REQUEST_TIMEOUT_S", "--request-timeout-s", &ServeConfig::request_timeout_s, 0, 3600,
+               "Seconds a request may wait and compute (504 after)"),
+        Setting{"CAM_METHOD", "--cam-method", SettingType::choice, "Default explanation method",
+                [](ServeConfig& c, const std::string& value, const std::string& from) {
+                  try {
+                    c.cam_method = explain::cam_method_name(explain::parse_cam_method(lower(trim(value))));
+                  } catch (const Error&) {
+                    std::string all;
+                    for (const auto& m : explain::cam_method_names()) all += (all.empty() ? "" : ", ") + m;
+                    bad("CAM_METHOD", value, from, "one of " + all);
+                  }
+                },
+                [](const ServeConfig& c) { return c.cam_method; }},
+        Setting{"LOG_LEVEL", "--log-level", SettingType::choice, "debug, info, warn, error or off",
+                [](ServeConfig& c, const std::string& value, const std::string& from) {
+                  const std::string v = lower(trim(value));
+                  if (v == "debug") c.log_level = LogLevel::debug;
+                  else if (v == "info") c.log_level = LogLevel::info;
+                  else if (v == "warn" || v == "warning") c.log_level = LogLevel::warn;
+                  else if (v == "error") c.log_level = LogLevel::error;
+                  else if (v == "off" || v == "none") c.log_level = LogLevel::off;
+                  else bad("LOG_LEVEL", value, from, "debug, info, warn, error or off");
+                },
+                [](const ServeConfig& c) { return std::string(log_level_name(c.log_level)); }},
+        choice("LESION_CHECK", "--lesion-check", &ServeConfig::lesion_check, {"on", "warn", "off"},
+               "Is it a skin-lesion image? on (withhold the diagnosis when not), warn or off"),
+        number("LESION_CHECK_THRESHOLD", "--check-threshold", &ServeConfig::lesion_check_threshold, 0, 1e6,
+               "Lesion-check threshold (0: the fitted one)", true),
+        text("LESION_CHECK_FILE", "--check", &ServeConfig::lesion_check_file,
+             "Lesion-check statistics; empty: <model stem>.check.json beside the model"),
+    };
+    return t;
+  }();
+  return table;
+}
+
 const std::vector<std::string>& config_names() {
-  static const std::vector<std::string> names{
-      "PRELOAD_MODEL", "ENABLE_GRADCAM", "MODEL_PATH",        "MODEL_CARD", "HOST",       "PORT",     "THREADS",
-      "MAX_UPLOAD_MB", "MAX_IMAGE_PIXELS", "MAX_SOURCE_PIXELS", "MAX_DECODER_MB", "DISPLAY_SIZE", "MAX_QUEUE", "REQUEST_TIMEOUT_S", "CAM_METHOD", "LOG_LEVEL",
-      "LESION_CHECK", "LESION_CHECK_THRESHOLD", "LESION_CHECK_FILE"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& s : settings()) n.push_back(s.name);
+    return n;
+  }();
   return names;
 }
 
@@ -132,90 +251,28 @@ ServeConfig load_config(const ConfigSources& src) {
     throw Error(ErrorKind::invalid_input, "the env file '" + src.env_file + "' does not exist");
   }
   ServeConfig c;
-  // The highest-precedence raw value of a setting, or nothing (the default stays).
-  auto lookup = [&](const std::string& name) -> std::optional<Raw> {
-    if (auto f = src.flags.find(name); f != src.flags.end()) return Raw{f->second, "the command line"};
-    if (src.env)
-      if (auto e = src.env(name)) return Raw{*e, "the environment"};
-    if (auto f = file.find(name); f != file.end()) return Raw{f->second, src.env_file};
-    return std::nullopt;
-  };
-  for (const auto& name : config_names()) {
-    auto raw = lookup(name);
-    c.sources[name] = !raw ? "default" : raw->source == "the command line" ? "flag"
-                                       : raw->source == "the environment"  ? "environment"
-                                                                           : ".env";
-    if (!raw) continue;
-    const Raw& r = *raw;
-    if (name == "PRELOAD_MODEL") c.preload_model = parse_bool(name, r);
-    else if (name == "ENABLE_GRADCAM") c.enable_gradcam = parse_bool(name, r);
-    else if (name == "MODEL_PATH") c.model_path = trim(r.value);
-    else if (name == "MODEL_CARD") c.card_path = trim(r.value);
-    else if (name == "HOST") {
-      c.host = trim(r.value);
-      if (c.host.empty() || c.host.find_first_of(" /") != std::string::npos) bad(name, r, "an address such as 0.0.0.0 or 127.0.0.1");
-    } else if (name == "PORT") c.port = static_cast<int>(parse_int(name, r, 0, 65535));
-    else if (name == "THREADS") c.threads = static_cast<int>(parse_int(name, r, 0, 1024));
-    else if (name == "MAX_UPLOAD_MB") c.max_upload_mb = parse_number(name, r, 0, 1024);
-    else if (name == "MAX_IMAGE_PIXELS") c.max_image_pixels = parse_int(name, r, 1, 1'000'000'000);
-    else if (name == "MAX_SOURCE_PIXELS") c.max_source_pixels = parse_int(name, r, 1, 4'000'000'000);
-    else if (name == "MAX_DECODER_MB") c.max_decoder_mb = parse_number(name, r, 1, 65536);
-    else if (name == "DISPLAY_SIZE") c.display_size = static_cast<int>(parse_int(name, r, 0, 65536));
-    else if (name == "MAX_QUEUE") c.max_queue = static_cast<int>(parse_int(name, r, 0, 10'000));
-    else if (name == "REQUEST_TIMEOUT_S") c.request_timeout_s = parse_number(name, r, 0, 3600);
-    else if (name == "CAM_METHOD") {
-      try {
-        c.cam_method = explain::cam_method_name(explain::parse_cam_method(lower(trim(r.value))));
-      } catch (const Error&) {
-        std::string all;
-        for (const auto& m : explain::cam_method_names()) all += (all.empty() ? "" : ", ") + m;
-        bad(name, r, "one of " + all);
-      }
-    } else if (name == "LOG_LEVEL") {
-      std::string v = lower(trim(r.value));
-      if (v == "debug") c.log_level = LogLevel::debug;
-      else if (v == "info") c.log_level = LogLevel::info;
-      else if (v == "warn" || v == "warning") c.log_level = LogLevel::warn;
-      else if (v == "error") c.log_level = LogLevel::error;
-      else if (v == "off" || v == "none") c.log_level = LogLevel::off;
-      else bad(name, r, "debug, info, warn, error or off");
-    } else if (name == "LESION_CHECK") {
-      c.lesion_check = lower(trim(r.value));
-      if (c.lesion_check != "on" && c.lesion_check != "warn" && c.lesion_check != "off") bad(name, r, "on, warn or off");
-    } else if (name == "LESION_CHECK_THRESHOLD") {
-      c.lesion_check_threshold = trim(r.value) == "0" ? 0 : parse_number(name, r, 0, 1e6);
-    } else if (name == "LESION_CHECK_FILE") {
-      c.lesion_check_file = trim(r.value);
+  for (const Setting& setting : settings()) {
+    const std::string& name = setting.name;
+    // The highest-precedence value of the setting, or nothing (the default stays).
+    SettingSource source = SettingSource::default_value;
+    std::string value, from;
+    if (auto f = src.flags.find(name); f != src.flags.end()) {
+      source = SettingSource::flag, value = f->second, from = "the command line";
+    } else if (auto e = src.env ? src.env(name) : std::nullopt) {
+      source = SettingSource::environment, value = *e, from = "the environment";
+    } else if (auto f = file.find(name); f != file.end()) {
+      source = SettingSource::env_file, value = f->second, from = src.env_file;
     }
+    c.sources[name] = source;
+    if (source != SettingSource::default_value) setting.read(c, value, from);
   }
   return c;
 }
 
 std::map<std::string, std::string> config_values(const ServeConfig& c) {
-  auto num = [](double v) {
-    std::ostringstream s;
-    s << v;
-    return s.str();
-  };
-  return {{"PRELOAD_MODEL", c.preload_model ? "true" : "false"},
-          {"ENABLE_GRADCAM", c.enable_gradcam ? "true" : "false"},
-          {"MODEL_PATH", c.model_path},
-          {"MODEL_CARD", c.card_path},
-          {"HOST", c.host},
-          {"PORT", std::to_string(c.port)},
-          {"THREADS", std::to_string(c.threads)},
-          {"MAX_UPLOAD_MB", num(c.max_upload_mb)},
-          {"MAX_IMAGE_PIXELS", std::to_string(c.max_image_pixels)},
-          {"MAX_SOURCE_PIXELS", std::to_string(c.max_source_pixels)},
-          {"MAX_DECODER_MB", num(c.max_decoder_mb)},
-          {"DISPLAY_SIZE", std::to_string(c.display_size)},
-          {"MAX_QUEUE", std::to_string(c.max_queue)},
-          {"REQUEST_TIMEOUT_S", num(c.request_timeout_s)},
-          {"CAM_METHOD", c.cam_method},
-          {"LOG_LEVEL", log_level_name(c.log_level)},
-          {"LESION_CHECK", c.lesion_check},
-          {"LESION_CHECK_THRESHOLD", num(c.lesion_check_threshold)},
-          {"LESION_CHECK_FILE", c.lesion_check_file}};
+  std::map<std::string, std::string> out;
+  for (const Setting& s : settings()) out[s.name] = s.print(c);
+  return out;
 }
 
 }  // namespace dermal::serve

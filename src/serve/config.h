@@ -22,6 +22,10 @@ namespace dermal::serve {
 enum class LogLevel { debug, info, warn, error, off };
 const char* log_level_name(LogLevel l);
 
+// Where a setting's value came from, lowest precedence first.
+enum class SettingSource { default_value, env_file, environment, flag };
+const char* setting_source_name(SettingSource s);  // "default", ".env", "environment", "flag"
+
 struct ServeConfig {
   bool preload_model = true;        // PRELOAD_MODEL: false loads on the first request that needs it
   bool enable_gradcam = true;       // ENABLE_GRADCAM: default of /api/predict's `gradcam`
@@ -46,13 +50,28 @@ struct ServeConfig {
   std::string lesion_check_file;    // LESION_CHECK_FILE: empty = <model stem>.check.json beside the model
   std::vector<std::string> bundled_model_dirs;  // the CLI fills these in: where the check's backbone is found
 
-  std::map<std::string, std::string> sources;  // setting -> "default" | ".env" | "environment" | "flag"
+  std::map<std::string, SettingSource> sources;  // setting -> where its value came from
 
   size_t max_upload_bytes() const { return static_cast<size_t>(max_upload_mb * 1024 * 1024); }
   int http_threads() const { return std::max(8, max_queue + 4); }  // enough to answer 503s quickly
 };
 
-// Every setting's name, in the order /health?verbose=1 shows them.
+// The one table of settings: what `dermal serve --help`, load_config, /health?verbose=1, the
+// debug log line and docs/api.md's table are made from. Each reads its value into ServeConfig
+// (throwing invalid_input that names the setting, its value, where it came from and what was
+// expected) and prints it back; its default is what it prints for ServeConfig{}.
+enum class SettingType { boolean, integer, number, text, choice };
+struct Setting {
+  std::string name;   // PORT: the environment and .env name
+  std::string flags;  // "--port,-p": the command-line flag(s)
+  SettingType type;
+  std::string help;   // one line, without the default
+  std::function<void(ServeConfig&, const std::string& value, const std::string& from)> read;
+  std::function<std::string(const ServeConfig&)> print;
+  std::string default_value() const;
+};
+const std::vector<Setting>& settings();
+// Every setting's name, in the table's order (the order /health?verbose=1 shows them).
 const std::vector<std::string>& config_names();
 
 struct ConfigSources {

@@ -4,30 +4,23 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "explain/answer.h"
 #include "serve/base64.h"
 #include "serve/context.h"
 #include "vision/colormap.h"
 #include "vision/decode.h"
-#include "vision/encode.h"
-#include "vision/overlay.h"
 
 namespace dermal::serve {
 
 namespace {
 
-constexpr int kOverlayJpegQuality = 90;
-
+// What the query string asks, on top of ServeConfig's defaults.
 struct ApiParams {
-  bool gradcam = true;
-  explain::ExplainRequest explain;
-  int top_k = 3;
-  float alpha = 0.4f;
-  vision::Colormap colormap = vision::Colormap::jet;
-  bool heatmap = false;  // also return the coloured heatmap alone (the page blends it itself)
-  bool overlay = true;   // return the blended overlay (the page, which blends itself, says false)
-  bool overlay_jpeg = true;  // overlay_format: jpeg (a photo: a tenth of the PNG's bytes) or png
-  bool force = false;    // answer even when the lesion check withholds the diagnosis
-  int display_size = 0;  // the overlay's longer side at most (0: DISPLAY_SIZE; never above it)
+  explain::AnswerRequest answer;  // top_k, force, the map (method, layer, class) and its pictures
+  bool overlay = true;            // the blended overlay (the page, which blends itself, says false)
+  bool heatmap = false;           // the coloured heatmap alone (the page blends it itself)
+  vision::ImageFormat overlay_format = vision::ImageFormat::jpeg;  // a photo: a tenth of the PNG's bytes
+  int display_size = 0;           // the overlay's longer side at most (0: DISPLAY_SIZE; never above it)
 };
 
 [[noreturn]] void bad_param(const std::string& name, const std::string& value, const std::string& expected) {
@@ -54,39 +47,41 @@ bool bool_param(const httplib::Request& req, const std::string& name, bool fallb
 
 ApiParams parse_params(const httplib::Request& req, const ServeConfig& config) {
   ApiParams p;
-  p.gradcam = bool_param(req, "gradcam", config.enable_gradcam);
+  explain::AnswerRequest& a = p.answer;
+  a.explain = bool_param(req, "gradcam", config.enable_gradcam);
+  a.include_cam = bool_param(req, "cam", false);
+  a.cam.aug_smooth = bool_param(req, "aug_smooth", false);
+  a.force = bool_param(req, "force", false);
   p.heatmap = bool_param(req, "heatmap", false);
   p.overlay = bool_param(req, "overlay", true);
-  p.explain.aug_smooth = bool_param(req, "aug_smooth", false);
-  p.force = bool_param(req, "force", false);
   const std::string method = req.has_param("method") ? req.get_param_value("method") : config.cam_method;
   try {
-    p.explain.method = explain::parse_cam_method(method);
+    a.cam.method = explain::parse_cam_method(method);
   } catch (const Error& e) {
     throw HttpError(400, e.what());
   }
-  if (req.has_param("class")) p.explain.target = req.get_param_value("class").substr(0, 64);
-  if (req.has_param("layer")) p.explain.layer = req.get_param_value("layer").substr(0, 256);
-  if (p.explain.target.empty()) p.explain.target = "top";
-  if (p.explain.layer.empty()) p.explain.layer = "auto";
-  if (req.has_param("top_k")) p.top_k = int_param(req, "top_k", 1, 1000, "a whole number of at least 1");
+  if (req.has_param("class")) a.cam.target = req.get_param_value("class").substr(0, 64);
+  if (req.has_param("layer")) a.cam.layer = req.get_param_value("layer").substr(0, 256);
+  if (a.cam.target.empty()) a.cam.target = "top";
+  if (a.cam.layer.empty()) a.cam.layer = "auto";
+  if (req.has_param("top_k")) a.top_k = int_param(req, "top_k", 1, 1000, "a whole number of at least 1");
   if (req.has_param("overlay_format")) {
     const std::string v = req.get_param_value("overlay_format");
     if (v != "jpeg" && v != "png") bad_param("overlay_format", v, "jpeg or png");
-    p.overlay_jpeg = v == "jpeg";
+    p.overlay_format = v == "jpeg" ? vision::ImageFormat::jpeg : vision::ImageFormat::png;
   }
   if (req.has_param("display_size"))
     p.display_size = int_param(req, "display_size", 16, 65536, "a whole number from 16 to 65536");
   if (req.has_param("alpha")) {
     const std::string v = req.get_param_value("alpha");
     char* end = nullptr;
-    double a = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0' || !(a >= 0 && a <= 1)) bad_param("alpha", v, "a number from 0 to 1");
-    p.alpha = static_cast<float>(a);
+    double alpha = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || !(alpha >= 0 && alpha <= 1)) bad_param("alpha", v, "a number from 0 to 1");
+    a.alpha = static_cast<float>(alpha);
   }
   if (req.has_param("colormap")) {
     try {
-      p.colormap = vision::parse_colormap(req.get_param_value("colormap"));
+      a.colormap = vision::parse_colormap(req.get_param_value("colormap"));
     } catch (const Error& e) {
       throw HttpError(400, e.what());
     }
@@ -124,17 +119,9 @@ std::string upload_bytes(const httplib::Request& req) {
 struct Job {
   std::string bytes;
   ApiParams params;
-  // results
   std::string model;
+  explain::Answer answer;
   explain::Timings timings;
-  int width = 0, height = 0;                   // the image as sent
-  int decoded_width = 0, decoded_height = 0;   // as decoded (reduced while decoding when big)
-  int overlay_width = 0, overlay_height = 0;   // the display size the maps were drawn at
-  explain::Prediction prediction;
-  bool explained = false;
-  std::string method, layer, class_code;
-  int class_index = 0;
-  std::vector<uint8_t> overlay, heatmap_png;  // the overlay as params.overlay_jpeg says
 };
 
 void compute(Context& ctx, Job& job) {
@@ -143,46 +130,21 @@ void compute(Context& ctx, Job& job) {
   vision::SourceSize source;
   vision::Image image = decode_upload(clf, job.bytes, job.timings, &source);
   job.bytes = std::string();  // the upload is not needed any more: free it before the work
-  job.width = source.width;
-  job.height = source.height;
-  job.decoded_width = image.width;
-  job.decoded_height = image.height;
-  if (!job.params.gradcam) {
-    job.prediction = clf.predict(image, job.timings);
-    return;
-  }
   // The maps at the display size: DISPLAY_SIZE, or smaller when the request asks.
-  const int display_size = job.params.display_size > 0 && (clf.working_side() <= 0 || job.params.display_size < clf.working_side())
-                               ? job.params.display_size
-                               : clf.working_side();
-  auto start = Clock::now();
-  const vision::Image display = vision::fit_within(image, display_size);
-  job.timings["display"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  job.overlay_width = display.width;
-  job.overlay_height = display.height;
-  explain::Explanation e = clf.explain(image, job.params.explain, job.timings, display.width, display.height);
-  job.prediction = e.prediction;
-  job.explained = true;
-  job.method = e.method;
-  job.layer = e.layer;
-  job.class_code = e.class_code;
-  job.class_index = e.class_index;
-  start = Clock::now();
-  vision::Image heat = vision::colorize(e.heatmap, job.params.colormap);
-  if (job.params.overlay) {
-    const vision::Image blended = vision::blend(display, heat, job.params.alpha);
-    job.overlay = job.params.overlay_jpeg ? vision::encode_jpeg(blended, kOverlayJpegQuality) : vision::encode_png(blended);
-  }
-  if (job.params.heatmap) job.heatmap_png = vision::encode_png(heat);
-  job.timings["encode"] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  explain::AnswerRequest& req = job.params.answer;
+  const int asked = job.params.display_size;
+  req.display_size = asked > 0 && (clf.working_side() <= 0 || asked < clf.working_side()) ? asked : clf.working_side();
+  if (job.params.overlay) req.overlay = job.params.overlay_format;
+  if (job.params.heatmap) req.heatmap = vision::ImageFormat::png;
+  job.answer = explain::answer(clf, image, source, req, job.timings);
 }
 
 std::shared_ptr<Job> run_job(Context& ctx, const httplib::Request& req, bool force_gradcam) {
   auto job = std::make_shared<Job>();
   job->params = parse_params(req, ctx.config);
-  if (force_gradcam) {
-    job->params.gradcam = job->params.overlay = true;
-    job->params.overlay_jpeg = req.get_param_value("overlay_format") == "jpeg";  // /api/explain: PNG unless asked
+  if (force_gradcam) {  // /api/explain: the overlay itself, PNG unless asked
+    job->params.answer.explain = job->params.overlay = true;
+    if (!req.has_param("overlay_format")) job->params.overlay_format = vision::ImageFormat::png;
   }
   job->bytes = upload_bytes(req);
   run_on_worker(ctx, [&ctx, job] { compute(ctx, *job); });
@@ -201,67 +163,18 @@ std::string server_timing(const explain::Timings& stages) {
   return out;
 }
 
-nlohmann::json timings_json(const explain::Timings& stages) {
-  nlohmann::json j = nlohmann::json::object();
-  double total = 0;
-  for (const auto& [stage, ms] : stages) {
-    j[stage] = std::round(ms * 1000) / 1000;
-    total += ms;
-  }
-  j["total"] = std::round(total * 1000) / 1000;
-  return j;
-}
-
-bool withheld(const Job& job) { return job.prediction.lesion_check.withholds_diagnosis() && !job.params.force; }
-
 void predict_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   auto job = run_job(ctx, req, false);
-  const auto& stages = current_request().stages;
-  const auto& p = job->prediction;
-  nlohmann::json j;
+  const auto& stages = current_request().stages;  // the worker's stages and the queue wait
+  const explain::Answer& a = job->answer;
+  nlohmann::json j = explain::answer_json(a, job->params.answer, stages);
   j["model"] = job->model;
-  j["image"] = {{"width", job->width}, {"height", job->height},
-                {"decoded", {{"width", job->decoded_width}, {"height", job->decoded_height}}}};
-  j["lesion_check"] = explain::lesion_check_json(p.lesion_check);
-  j["diagnosis_withheld"] = withheld(*job);
-  j["top"] = nlohmann::json::array();
-  if (withheld(*job)) {  // no class, no probabilities, no map: nothing to mistake for an answer
-    j["probabilities"] = nullptr;
-    j["gradcam"] = nullptr;
-    j["timings_ms"] = timings_json(stages);
-    j["request_id"] = current_request().id;
-    res.set_header("Server-Timing", server_timing(stages));
-    return send_json(res, j);
+  if (a.explanation) {
+    if (!a.overlay.empty())
+      j["gradcam"][job->params.overlay_format == vision::ImageFormat::jpeg ? "overlay_jpeg" : "overlay_png"] =
+          base64_encode(a.overlay.data(), a.overlay.size());
+    if (!a.heatmap.empty()) j["gradcam"]["heatmap_png"] = base64_encode(a.heatmap.data(), a.heatmap.size());
   }
-  const size_t k = std::min<size_t>(static_cast<size_t>(job->params.top_k), p.ranked.size());
-  for (size_t i = 0; i < k; ++i)
-    j["top"].push_back({{"label", p.ranked[i].code},
-                        {"name", p.ranked[i].name},
-                        {"malignant", p.ranked[i].malignant},
-                        {"probability", p.ranked[i].probability}});
-  j["probabilities"] = nlohmann::json::object();
-  for (const auto& c : p.ranked) j["probabilities"][c.code] = c.probability;
-  if (job->explained) {
-    const auto& label = *std::find_if(p.ranked.begin(), p.ranked.end(),
-                                      [&](const explain::ClassScore& c) { return c.index == job->class_index; });
-    j["gradcam"] = {{"method", job->method},
-                    {"layer", job->layer},
-                    {"class", job->class_code},
-                    {"class_name", label.name},
-                    {"class_probability", label.probability},
-                    {"alpha", std::round(job->params.alpha * 1000) / 1000},
-                    {"colormap", vision::colormap_name(job->params.colormap)},
-                    {"width", job->overlay_width},
-                    {"height", job->overlay_height}};
-    if (job->params.overlay)
-      j["gradcam"][job->params.overlay_jpeg ? "overlay_jpeg" : "overlay_png"] =
-          base64_encode(job->overlay.data(), job->overlay.size());
-    if (job->params.heatmap)
-      j["gradcam"]["heatmap_png"] = base64_encode(job->heatmap_png.data(), job->heatmap_png.size());
-  } else {
-    j["gradcam"] = nullptr;
-  }
-  j["timings_ms"] = timings_json(stages);
   j["request_id"] = current_request().id;
   res.set_header("Server-Timing", server_timing(stages));
   send_json(res, j);
@@ -269,18 +182,19 @@ void predict_route(Context& ctx, const httplib::Request& req, httplib::Response&
 
 void explain_route(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   auto job = run_job(ctx, req, true);
-  if (withheld(*job))
-    throw HttpError(422, "not explained: the image " + job->prediction.lesion_check.reason +
+  const explain::Answer& a = job->answer;
+  if (a.diagnosis_withheld)
+    throw HttpError(422, "not explained: the image " + a.prediction.lesion_check.reason +
                              " (add force=1 to explain it anyway)");
   const auto& stages = current_request().stages;
   res.set_header("Server-Timing", server_timing(stages));
-  res.set_header("X-Dermal-Class", job->class_code);
-  res.set_header("X-Dermal-Method", job->method);
-  res.set_header("X-Dermal-Layer", job->layer);
+  res.set_header("X-Dermal-Class", a.explanation->class_code);
+  res.set_header("X-Dermal-Method", a.explanation->method);
+  res.set_header("X-Dermal-Layer", a.explanation->layer);
   char prob[32];
-  std::snprintf(prob, sizeof prob, "%.6f", job->prediction.probabilities[static_cast<size_t>(job->class_index)]);
+  std::snprintf(prob, sizeof prob, "%.6f", a.prediction.probabilities[static_cast<size_t>(a.explanation->class_index)]);
   res.set_header("X-Dermal-Probability", prob);
-  res.set_content(std::string(job->overlay.begin(), job->overlay.end()), job->params.overlay_jpeg ? "image/jpeg" : "image/png");
+  res.set_content(std::string(a.overlay.begin(), a.overlay.end()), vision::image_format_mime(job->params.overlay_format));
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   j["queue"] = {{"waiting", ctx.queue.waiting()}, {"busy", ctx.queue.busy()}, {"max", ctx.config.max_queue}};
   j["draining"] = ctx.draining.load();
   for (const auto& [name, value] : config_values(ctx.config)) j["config"][name] = value;
-  for (const auto& [name, source] : ctx.config.sources) j["config_sources"][name] = source;
+  for (const auto& [name, source] : ctx.config.sources) j["config_sources"][name] = setting_source_name(source);
   send_json(res, j);
 }
 

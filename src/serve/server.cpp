@@ -4,8 +4,6 @@
 
 #include <cstdio>
 #include <random>
-#include <regex>
-#include <sstream>
 #include <thread>
 
 #include "engine/dnnl_util.h"
@@ -16,7 +14,7 @@ namespace dermal::serve {
 
 namespace {
 
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+using explain::ms_since;
 
 // The client's X-Request-Id when it is a short token, else a fresh random one.
 std::string request_id(const httplib::Request& req) {
@@ -28,20 +26,6 @@ std::string request_id(const httplib::Request& req) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
   return buf;
-}
-
-const char* reason_for(int status) {
-  switch (status) {
-    case 400: return "bad request";
-    case 404: return "not found";
-    case 405: return "method not allowed";
-    case 413: return "the request body is over the upload limit";
-    case 414: return "the URI is too long";
-    case 416: return "range not satisfiable";
-    case 500: return "internal error";
-    case 503: return "unavailable";
-    default: return "error";
-  }
 }
 
 std::string fmt_ms(double ms) {
@@ -62,68 +46,6 @@ Context::Context(const ServeConfig& c)
         // OpenMP thread counts are per calling thread: set them on the worker that computes.
         if (threads > 0) engine::dnnl_util::set_threads(threads);
       }) {}
-
-std::string to_json_text(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-void send_json(httplib::Response& res, const nlohmann::json& j, int status) {
-  res.status = status;
-  res.set_content(to_json_text(j), "application/json");
-}
-
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  send_json(res, {{"error", message}}, status);
-}
-
-int status_for(const Error& e) {
-  switch (e.kind()) {
-    case ErrorKind::invalid_input: return 400;
-    case ErrorKind::too_large: return 413;
-    case ErrorKind::invalid_model:
-    case ErrorKind::unsupported:
-    case ErrorKind::internal: return 500;
-  }
-  return 500;
-}
-
-Router::Handler Router::wrap(const std::string& route, Handler h) {
-  return [this, route, h](const httplib::Request& req, httplib::Response& res) {
-    current_request().route = route;
-    try {
-      h(req, res);
-    } catch (const HttpError& e) {
-      if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
-      send_error(res, e.status, e.what());
-    } catch (const Error& e) {
-      send_error(res, status_for(e), e.what());
-    } catch (const std::exception& e) {
-      ctx_.log.write(LogLevel::error, "id=" + current_request().id + " unexpected=" + Log::quote(e.what()));
-      send_error(res, 500, std::string("internal error: ") + e.what());
-    }
-    if (res.status >= 500) ctx_.log.write(LogLevel::error, "id=" + current_request().id + " error=" + Log::quote(res.body));
-  };
-}
-
-void Router::get(const std::string& pattern, const std::string& route, Handler h) {
-  http_.Get(pattern, wrap(route, std::move(h)));
-  entries_.push_back({"GET", pattern});
-}
-
-void Router::post(const std::string& pattern, const std::string& route, Handler h) {
-  http_.Post(pattern, wrap(route, std::move(h)));
-  entries_.push_back({"POST", pattern});
-}
-
-std::string Router::allowed_methods(const std::string& path) const {
-  std::string out;
-  for (const auto& e : entries_) {
-    if (!std::regex_match(path, std::regex(e.pattern))) continue;
-    const std::string m = e.method == "GET" ? "GET, HEAD" : e.method;
-    if (out.find(m) == std::string::npos) out += (out.empty() ? "" : ", ") + m;
-  }
-  return out;
-}
 
 void run_on_worker(Context& ctx, std::function<void()> work) {
   const auto submitted = Clock::now();
@@ -174,7 +96,7 @@ vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, 
 }
 
 struct Server::Impl {
-  explicit Impl(const ServeConfig& c) : ctx(c), router(http, ctx) {}
+  explicit Impl(const ServeConfig& c) : ctx(c), router(http, ctx.log) {}
   Context ctx;
   httplib::Server http;
   Router router;
@@ -247,21 +169,7 @@ Server::Server(const ServeConfig& config) : impl_(std::make_unique<Impl>(config)
   // a path that exists under another method is a 405, not a 404.
   http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string message = reason_for(res.status);
-    if (res.status == 404) {
-      if (std::string allowed = impl_->router.allowed_methods(req.path); !allowed.empty()) {
-        res.status = 405;
-        res.set_header("Allow", allowed);
-        message = req.method + " is not allowed on " + req.path.substr(0, 128) + " (allowed: " + allowed + ")";
-      } else {
-        message = "no route " + req.method + " " + req.path.substr(0, 128) + " (see docs/api.md)";
-      }
-    } else if (res.status == 413) {
-      std::ostringstream s;
-      s << "the request body is over MAX_UPLOAD_MB=" << impl_->ctx.config.max_upload_mb << " MB";
-      message = s.str();
-    }
-    send_error(res, res.status, message);
+    impl_->router.answer_refusal(req, res, impl_->ctx.config.max_upload_mb);
     return httplib::Server::HandlerResponse::Handled;
   }));
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -337,7 +245,7 @@ void Server::run() {
   if (ctx.log.enabled(LogLevel::debug)) {
     std::string settings;
     for (const auto& [name, value] : config_values(ctx.config))
-      settings += " " + name + "=" + Log::quote(value) + "(" + ctx.config.sources[name] + ")";
+      settings += " " + name + "=" + Log::quote(value) + "(" + setting_source_name(ctx.config.sources[name]) + ")";
     ctx.log.write(LogLevel::debug, "event=settings" + settings);
   }
   impl_->http.listen_after_bind();  // returns after stop(), once every accepted connection is answered

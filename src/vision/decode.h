@@ -33,7 +33,6 @@
 
 namespace dermal::vision {
 
-enum class ImageFormat { unknown, jpeg, png, webp, heif };  // heif: HEIC and AVIF
 const char* format_name(ImageFormat f);
 ImageFormat detect_format(const uint8_t* data, size_t size);
 

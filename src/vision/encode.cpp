@@ -143,4 +143,21 @@ std::vector<uint8_t> encode_jpeg(const Image& img, int quality) {
   return std::vector<uint8_t>(dest.data, dest.data + dest.size);
 }
 
+std::vector<uint8_t> encode(const Image& img, ImageFormat format) {
+  if (format == ImageFormat::jpeg) return encode_jpeg(img, kJpegQuality);
+  if (format == ImageFormat::png) return encode_png(img);
+  throw Error(ErrorKind::invalid_input, "Dermal writes PNG and JPEG images only");
+}
+
+const char* image_format_mime(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::jpeg: return "image/jpeg";
+    case ImageFormat::png: return "image/png";
+    case ImageFormat::webp: return "image/webp";
+    case ImageFormat::heif: return "image/heif";
+    case ImageFormat::unknown: break;
+  }
+  return "application/octet-stream";
+}
+
 }  // namespace dermal::vision

@@ -25,6 +25,9 @@ struct Image {
   }
 };
 
+// Image file formats: the ones decode_image reads; encode writes png and jpeg.
+enum class ImageFormat { unknown, jpeg, png, webp, heif };  // heif: HEIC and AVIF
+
 // One float per pixel, row-major.
 struct FloatMap {
   int width = 0, height = 0;

@@ -55,9 +55,10 @@ TEST(Cli, ExplainWritesOverlayAtTheImageSize) {
   CliRun r = dermal("explain --json --method gradcam++ --class mel --out " + out + " " + kImages + "ISIC_0024306.jpg");
   ASSERT_EQ(r.status, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["class"], "mel");
-  EXPECT_EQ(j["method"], "gradcam++");
-  EXPECT_EQ(j["cam"].size(), 10u);  // the bundled ensemble explains its SkinNet member: 160 px, stride 16, 10x10
+  EXPECT_EQ(j["gradcam"]["class"], "mel");
+  EXPECT_EQ(j["gradcam"]["method"], "gradcam++");
+  EXPECT_EQ(j["gradcam"]["overlay_file"], out);
+  EXPECT_EQ(j["gradcam"]["cam"].size(), 10u);  // the bundled ensemble explains its SkinNet member: 160 px, stride 16, 10x10
   std::ifstream f(out, std::ios::binary);
   std::vector<uint8_t> png((std::istreambuf_iterator<char>(f)), {});
   vision::Image img = vision::decode_image(png.data(), png.size());
@@ -98,9 +99,9 @@ TEST(Cli, KerasModelPredictsAndExplains) {
   r = dermal("explain --json --model " + model + " " + kImages + "ISIC_0024306.jpg");
   ASSERT_EQ(r.status, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["layer"], "max_pooling2d_5");
-  EXPECT_EQ(j["cam"].size(), 6u);
-  EXPECT_EQ(j["cam"][0].size(), 6u);
+  EXPECT_EQ(j["gradcam"]["layer"], "max_pooling2d_5");
+  EXPECT_EQ(j["gradcam"]["cam"].size(), 6u);
+  EXPECT_EQ(j["gradcam"]["cam"][0].size(), 6u);
   // A bare model takes its labels and preprocessing from the command line, checked against it.
   r = dermal("predict --json --model " + model + " --labels akiec,bcc,bkl,df,mel,nv,vasc --preprocess tf " + kImages +
              "ISIC_0024306.jpg");

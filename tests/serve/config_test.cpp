@@ -65,7 +65,47 @@ TEST(ServeConfig, Defaults) {
   EXPECT_EQ(c.request_timeout_s, 30);
   EXPECT_EQ(c.cam_method, "gradcam");
   EXPECT_EQ(c.log_level, serve::LogLevel::info);
-  for (const auto& name : serve::config_names()) EXPECT_EQ(c.sources[name], "default") << name;
+  for (const auto& name : serve::config_names()) EXPECT_EQ(c.sources[name], serve::SettingSource::default_value) << name;
+}
+
+// docs/api.md's settings table is the settings table: the same names in the same order, the
+// same flags, and each default as the table prints it (where the docs give one in backticks).
+TEST(ServeConfig, DocsListEverySettingWithItsFlagsAndDefault) {
+  std::ifstream f(std::string(DERMAL_SOURCE_DIR) + "/docs/api.md");
+  std::string line;
+  std::vector<std::vector<std::string>> rows;  // the cells of each row of the table under "| Name | Flag |"
+  bool in_table = false;
+  while (std::getline(f, line)) {
+    if (line.rfind("| Name | Flag | Default |", 0) == 0) in_table = true;
+    if (!in_table) continue;
+    if (line.rfind("|", 0) != 0) break;
+    if (line.rfind("| `", 0) != 0) continue;  // the header and its rule
+    std::vector<std::string> cells;
+    size_t start = 1;
+    for (size_t bar; (bar = line.find(" | ", start)) != std::string::npos; start = bar + 3)
+      cells.push_back(line.substr(start, bar - start));
+    for (auto& c : cells) c.erase(0, c.find_first_not_of(' '));
+    rows.push_back(cells);
+  }
+  const auto& table = serve::settings();
+  ASSERT_EQ(rows.size(), table.size());
+  for (size_t i = 0; i < table.size(); ++i) {
+    const serve::Setting& s = table[i];
+    ASSERT_GE(rows[i].size(), 3u) << s.name;
+    EXPECT_EQ(rows[i][0], "`" + s.name + "`");
+    std::string flags;  // "--model,-m" is documented as "`--model`, `-m`"
+    for (size_t a = 0, b; a <= s.flags.size(); a = b + 1) {
+      b = s.flags.find(',', a);
+      if (b == std::string::npos) b = s.flags.size();
+      flags += (flags.empty() ? "`" : ", `") + s.flags.substr(a, b - a) + "`";
+    }
+    EXPECT_EQ(rows[i][1], flags) << s.name;
+    const std::string& documented = rows[i][2];
+    if (!s.default_value().empty() && documented.rfind('`', 0) == 0)
+      EXPECT_EQ(documented.substr(0, documented.find('`', 1) + 1), "`" + s.default_value() + "`") << s.name;
+    else
+      EXPECT_TRUE(s.default_value().empty()) << s.name << ": " << documented;  // an empty default is said in words
+  }
 }
 
 TEST(ServeConfig, FlagsOverEnvironmentOverEnvFileOverDefaults) {
@@ -78,10 +118,10 @@ TEST(ServeConfig, FlagsOverEnvironmentOverEnvFileOverDefaults) {
   EXPECT_EQ(c.threads, 3);          // .env over default
   EXPECT_EQ(c.log_level, serve::LogLevel::debug);
   EXPECT_EQ(c.request_timeout_s, 30);  // default
-  EXPECT_EQ(c.sources["PORT"], "flag");
-  EXPECT_EQ(c.sources["MAX_QUEUE"], "environment");
-  EXPECT_EQ(c.sources["THREADS"], ".env");
-  EXPECT_EQ(c.sources["REQUEST_TIMEOUT_S"], "default");
+  EXPECT_EQ(c.sources["PORT"], serve::SettingSource::flag);
+  EXPECT_EQ(c.sources["MAX_QUEUE"], serve::SettingSource::environment);
+  EXPECT_EQ(c.sources["THREADS"], serve::SettingSource::env_file);
+  EXPECT_EQ(c.sources["REQUEST_TIMEOUT_S"], serve::SettingSource::default_value);
 }
 
 TEST(ServeConfig, ValuesTheOldAppUsed) {

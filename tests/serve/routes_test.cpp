@@ -2,6 +2,9 @@
 // checked against the classifier called directly, and the bad requests users and scripts send.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <set>
+
 #include "serve/base64.h"
 #include "serve/page.h"
 #include "serve/serve_fixture.h"
@@ -135,6 +138,61 @@ TEST_F(Routes, PredictOptions) {
   EXPECT_FALSE(json_of(lean)["gradcam"].contains("overlay_png"));
   EXPECT_FALSE(json_of(lean)["gradcam"].contains("overlay_jpeg"));
   EXPECT_TRUE(json_of(lean)["gradcam"].contains("heatmap_png"));
+}
+
+// One schema: `dermal explain --json` prints what /api/predict answers for the same image and
+// options; only the fields of each front end differ (the file names; base64 pictures and the
+// request id). Run as a user would, the CLI as its own process on the same model file.
+TEST_F(Routes, TheCliPrintsTheApisJson) {
+  const std::string image = ham_image(kImageId);
+  std::string cmd = std::string(DERMAL_BINARY) + " explain --json --method gradcam++ --class mel --model " + bundled_model() +
+                    " " + image + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << out;
+  const nlohmann::json cli = nlohmann::json::parse(out);
+  auto r = post_image("/api/predict?method=gradcam%2B%2B&class=mel&cam=1&overlay=0", jpeg());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const nlohmann::json api = json_of(r);
+  auto keys = [](const nlohmann::json& j) {
+    std::set<std::string> k;
+    for (const auto& [key, v] : j.items()) k.insert(key);
+    return k;
+  };
+  const std::set<std::string> shared{"image", "lesion_check", "diagnosis_withheld", "top", "probabilities", "gradcam",
+                                     "timings_ms", "model"};
+  auto cli_keys = keys(cli), api_keys = keys(api);
+  cli_keys.erase("file");
+  api_keys.erase("request_id");
+  EXPECT_EQ(cli_keys, shared);
+  EXPECT_EQ(api_keys, shared);
+  EXPECT_EQ(cli["model"], api["model"]);
+  EXPECT_EQ(cli["image"], api["image"]);
+  EXPECT_EQ(cli["lesion_check"], api["lesion_check"]);
+  EXPECT_EQ(keys(cli["gradcam"]), keys(api["gradcam"]));
+  for (const char* field : {"method", "layer", "class", "class_name", "alpha", "colormap", "width", "height"})
+    EXPECT_EQ(cli["gradcam"][field], api["gradcam"][field]) << field;
+  ASSERT_EQ(cli["top"].size(), api["top"].size());
+  for (size_t i = 0; i < api["top"].size(); ++i) EXPECT_EQ(cli["top"][i]["label"], api["top"][i]["label"]);
+  for (const auto& [code, prob] : api["probabilities"].items())  // the two may run on different thread counts
+    EXPECT_NEAR(cli["probabilities"][code].get<double>(), prob.get<double>(), 1e-6) << code;
+  const auto& cam_cli = cli["gradcam"]["cam"];
+  const auto& cam_api = api["gradcam"]["cam"];
+  ASSERT_EQ(cam_cli.size(), cam_api.size());
+  ASSERT_GT(cam_api.size(), 1u);
+  for (size_t y = 0; y < cam_api.size(); ++y)
+    for (size_t x = 0; x < cam_api[y].size(); ++x)
+      EXPECT_NEAR(cam_cli[y][x].get<double>(), cam_api[y][x].get<double>(), 1e-4) << x << "," << y;
+  EXPECT_FALSE(api["gradcam"].contains("overlay_jpeg"));  // overlay=0
+  for (const auto* j : {&cli, &api})
+    EXPECT_NEAR((*j)["timings_ms"]["total"].get<double>(), [&] {
+      double sum = 0;
+      for (const auto& [stage, ms] : (*j)["timings_ms"].items()) sum += stage == "total" ? 0 : ms.get<double>();
+      return sum;
+    }(), 0.01);
 }
 
 TEST_F(Routes, ExplainReturnsTheOverlayPng) {

@@ -24,7 +24,7 @@ def scores(binary, model, paths, chunk=400):
         for line in r.stdout.splitlines():
             j = json.loads(line)
             if "error" in j:
-                print("skipped %s: %s" % (j["image"], j["error"]), file=sys.stderr)
+                print("skipped %s: %s" % (j["file"], j["error"]), file=sys.stderr)
                 continue
             check = j["lesion_check"]
             if not check["available"]:

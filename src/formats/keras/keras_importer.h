@@ -29,9 +29,4 @@ struct KerasModelInfo {
 
 engine::Graph load_keras(const std::string& path, KerasModelInfo* info = nullptr);
 
-// Folds each BatchNormalization fed only by a Conv into that Conv, rewriting the Conv's weight
-// tensors in place: unlike engine::fold_batchnorm_into_conv, no second copy of the weights is
-// ever made, so loading a large model peaks at its size. Returns the count.
-int fold_batchnorms_in_place(engine::Graph& g);
-
 }  // namespace dermal::formats
