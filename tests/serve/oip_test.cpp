@@ -132,39 +132,47 @@ TEST_F(Oip, BytesImageExtensionMatchesApiPredict) {
     EXPECT_NEAR(j["outputs"][1]["data"][c].get<double>(), api["probabilities"][codes[c]].get<double>(), 1e-6) << codes[c];
 }
 
+// Each malformed request is a 400 whose message names what is wrong (a 400 for the wrong reason
+// fails: the message is checked, not only the status).
 TEST_F(Oip, MalformedRequestsAre400) {
-  auto status = [](const httplib::Result& r) { return r ? r->status : -1; };
   const std::string path = kModel + "/infer";
-  EXPECT_EQ(status(client().Post(path.c_str(), "{\"inputs\": [", "application/json")), 400);
-  EXPECT_EQ(status(client().Post(path.c_str(), "not json at all", "application/json")), 400);
-  EXPECT_EQ(status(client().Post(path.c_str(), "", "application/json")), 400);
-  EXPECT_EQ(status(infer({{"inputs", nlohmann::json::array()}})), 400);
-  EXPECT_EQ(status(infer({{"outputs", nlohmann::json::array()}})), 400);
-  EXPECT_EQ(status(infer(nlohmann::json::array())), 400);
+  auto expect_400 = [](const httplib::Result& r, const std::string& says, const std::string& what) {
+    ASSERT_TRUE(r) << what;
+    EXPECT_EQ(r->status, 400) << what << ": " << r->body;
+    EXPECT_NE(json_of(r)["error"].get<std::string>().find(says), std::string::npos) << what << ": " << r->body;
+  };
+  expect_400(client().Post(path.c_str(), "{\"inputs\": [", "application/json"), "malformed JSON", "truncated JSON");
+  expect_400(client().Post(path.c_str(), "not json at all", "application/json"), "malformed JSON", "text");
+  expect_400(client().Post(path.c_str(), "", "application/json"), "malformed JSON", "empty body");
+  const std::string needs_inputs = "the request needs \"inputs\": a non-empty array of tensors";
+  expect_400(infer({{"inputs", nlohmann::json::array()}}), needs_inputs, "no inputs");
+  expect_400(infer({{"outputs", nlohmann::json::array()}}), needs_inputs, "outputs only");
+  expect_400(infer(nlohmann::json::array()), needs_inputs, "an array");
   nlohmann::json four = nlohmann::json::array({1.0, 2.0, 3.0, 4.0});
   auto input = [&](const std::string& name, nlohmann::json shape, const std::string& type, nlohmann::json data) {
     return nlohmann::json{{"inputs", {{{"name", name}, {"shape", shape}, {"datatype", type}, {"data", data}}}}};
   };
-  // Shape and data disagree; wrong shape for the model; unknown input; unsupported datatype.
-  EXPECT_EQ(status(infer(input("input", {1, 3, S, S}, "FP32", four))), 400);
-  EXPECT_EQ(status(infer(input("input", {1, 4}, "FP32", four))), 400);
-  EXPECT_EQ(status(infer(input("pixels", {1, 4}, "FP32", four))), 400);
-  EXPECT_EQ(status(infer(input("input", {1, 4}, "INT64", four))), 400);
-  EXPECT_EQ(status(infer(input("input", {1, 4}, "FP32", {"a", "b", "c", "d"}))), 400);
-  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {"@@not base64@@"}))), 400);
-  EXPECT_EQ(status(infer(input("image", {1}, "BYTES", {""}))), 400);
+  const std::string size = std::to_string(S);
+  expect_400(infer(input("input", {1, 3, S, S}, "FP32", four)),
+             "shape holds " + std::to_string(3 * S * S) + " elements but data has 4", "shape and data disagree");
+  expect_400(infer(input("input", {1, 4}, "FP32", four)), "input 'input' must be FP32 of shape [N, 3, " + size + ", " + size + "]",
+             "wrong shape for the model");
+  expect_400(infer(input("pixels", {1, 4}, "FP32", four)), "unknown input 'pixels' (the model takes 'input' FP32, or 'image' BYTES)",
+             "unknown input");
+  expect_400(infer(input("input", {1, 4}, "INT64", four)), "datatype INT64 is not supported", "INT64");
+  expect_400(infer(input("input", {1, 4}, "FP32", {"a", "b", "c", "d"})), "FP32 data must be numbers", "strings as FP32");
+  expect_400(infer(input("image", {1}, "BYTES", {"@@not base64@@"})), "input 'image': invalid base64", "not base64");
+  expect_400(infer(input("image", {1}, "BYTES", {""})), "an element is empty (0 bytes)", "empty image");
   // Valid base64 of something that is not an image: unprocessable, like /api/predict.
   auto not_image = infer(input("image", {1}, "BYTES", {"aGVsbG8gd29ybGQ="}));  // "hello world"
   ASSERT_TRUE(not_image);
-  EXPECT_EQ(status(not_image), 422);
+  EXPECT_EQ(not_image->status, 422);
   EXPECT_NE(json_of(not_image)["error"].get<std::string>().find("not an image: the 11 bytes look like text"),
             std::string::npos)
       << not_image->body;
   auto unknown_output = input("image", {1}, "BYTES", {"aGVsbG8="});
   unknown_output["outputs"] = {{{"name", "softmax"}}};
-  EXPECT_EQ(status(infer(unknown_output)), 400);
-  auto r = client().Post(path.c_str(), "{\"inputs\": [", "application/json");
-  EXPECT_NE(json_of(r)["error"].get<std::string>().find("malformed JSON"), std::string::npos);
+  expect_400(infer(unknown_output), "unknown output 'softmax' (logits, probabilities)", "unknown output");
 }
 
 }  // namespace
