@@ -41,6 +41,7 @@ class Server:
         self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="dermal_serve_", suffix=".log", delete=False)
         full_env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+        full_env["RATE_LIMIT_PER_S"] = "0"  # a benchmark is one address sending as fast as it can
         full_env.update(env or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen([str(binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],

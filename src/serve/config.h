@@ -42,6 +42,16 @@ struct ServeConfig {
   double max_decoder_mb = 36;       // MAX_DECODER_MB: a decoder's own memory (progressive JPEG, HEIC, PNG with alpha)
   int display_size = 1024;          // DISPLAY_SIZE: the longer side images are decoded to and overlays drawn at
   int max_queue = 16;               // MAX_QUEUE: requests waiting for the model (503 above)
+  // Connections (serve/http_core.h): caps, and deadlines that trickled bytes cannot renew.
+  int max_connections = 512;        // MAX_CONNECTIONS: open at once (503 above)
+  int max_connections_per_client = 32;  // MAX_CONNECTIONS_PER_CLIENT: open at once from one address
+  double header_timeout_s = 10;     // HEADER_TIMEOUT_S: a request's whole line and headers (408 after)
+  double body_timeout_s = 60;       // BODY_TIMEOUT_S: a request's whole body (408 after)
+  double keep_alive_timeout_s = 5;  // KEEP_ALIVE_TIMEOUT_S: idle between requests
+  int keep_alive_max = 100;         // KEEP_ALIVE_MAX: requests on one connection
+  double max_buffered_mb = 64;      // MAX_BUFFERED_MB: requests being received, all connections together
+  double rate_limit_per_s = 1;      // RATE_LIMIT_PER_S: compute requests per client address per second (0: no limit)
+  int rate_limit_burst = 20;        // RATE_LIMIT_BURST: compute requests one address may send at once
   double request_timeout_s = 30;    // REQUEST_TIMEOUT_S: queue wait plus work (504 above)
   std::string cam_method = "gradcam";  // CAM_METHOD: default explanation method
   LogLevel log_level = LogLevel::info; // LOG_LEVEL: debug | info | warn | error | off

@@ -17,6 +17,7 @@
 #include "serve/log.h"
 #include "serve/metrics.h"
 #include "serve/model_host.h"
+#include "serve/rate_limit.h"
 #include "serve/router.h"
 
 namespace dermal::serve {
@@ -42,6 +43,7 @@ struct Context {
   Metrics metrics;
   ModelHost model;
   InferenceQueue queue;
+  RateLimiter rate_limit;
   Clock::time_point started = Clock::now();
   std::atomic<bool> draining{false};
 };
@@ -50,6 +52,10 @@ struct Context {
 // full or shutting down, with Retry-After) or 504; rethrows what `work` throws. Adds the wait
 // to the request's "queue" stage. `work` must own its data (see InferenceQueue::run).
 void run_on_worker(Context& ctx, std::function<void()> work);
+
+// Before a route that computes: a token from the client address's bucket, else HttpError 429
+// with Retry-After.
+void check_rate_limit(Context& ctx, const httplib::Request& req);
 
 // On the worker: the classifier, loading it now if needed; a failed load is a 500.
 explain::Classifier& loaded_classifier(Context& ctx);

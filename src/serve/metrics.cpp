@@ -47,6 +47,32 @@ struct Metrics::Impl {
                                                       .Register(registry);
   prometheus::Gauge& rss = memory.Add({{"kind", "rss"}});
   prometheus::Gauge& peak_rss = memory.Add({{"kind", "peak_rss"}});
+  prometheus::Counter& accepted = prometheus::BuildCounter()
+                                      .Name("dermal_connections_accepted_total")
+                                      .Help("Connections accepted")
+                                      .Register(registry)
+                                      .Add({});
+  prometheus::Gauge& open = prometheus::BuildGauge()
+                                .Name("dermal_connections_open")
+                                .Help("Connections open: idle, sending a request, or being answered")
+                                .Register(registry)
+                                .Add({});
+  prometheus::Family<prometheus::Counter>& refused =
+      prometheus::BuildCounter()
+          .Name("dermal_connections_refused_total")
+          .Help("Connections answered and closed by the connection layer: over MAX_CONNECTIONS, over "
+                "MAX_CONNECTIONS_PER_CLIENT, or a request that cannot be framed (bad_request)")
+          .Register(registry);
+  prometheus::Family<prometheus::Counter>& timed_out =
+      prometheus::BuildCounter()
+          .Name("dermal_connections_timed_out_total")
+          .Help("Requests not received in time: headers (HEADER_TIMEOUT_S) or body (BODY_TIMEOUT_S)")
+          .Register(registry);
+  prometheus::Counter& closed_idle = prometheus::BuildCounter()
+                                         .Name("dermal_connections_closed_idle_total")
+                                         .Help("Keep-alive connections closed after KEEP_ALIVE_TIMEOUT_S idle (normal)")
+                                         .Register(registry)
+                                         .Add({});
   prometheus::Gauge& loaded = prometheus::BuildGauge()
                                   .Name("dermal_model_loaded")
                                   .Help("1 once the model is loaded (PRELOAD_MODEL=false loads it on first use)")
@@ -64,6 +90,22 @@ void Metrics::count_request(const std::string& route, int status, double seconds
 
 void Metrics::observe_stage(const std::string& stage, double ms) {
   impl_->stages.Add({{"stage", stage}}, kBuckets).Observe(ms / 1000.0);
+}
+
+void Metrics::count_connection(ConnectionEvent e) {
+  switch (e) {
+    case ConnectionEvent::accepted:
+      impl_->accepted.Increment();
+      impl_->open.Increment();
+      break;
+    case ConnectionEvent::closed: impl_->open.Decrement(); break;
+    case ConnectionEvent::refused_total: impl_->refused.Add({{"reason", "max_connections"}}).Increment(); break;
+    case ConnectionEvent::refused_client: impl_->refused.Add({{"reason", "max_connections_per_client"}}).Increment(); break;
+    case ConnectionEvent::bad_request: impl_->refused.Add({{"reason", "bad_request"}}).Increment(); break;
+    case ConnectionEvent::timed_out_header: impl_->timed_out.Add({{"phase", "header"}}).Increment(); break;
+    case ConnectionEvent::timed_out_body: impl_->timed_out.Add({{"phase", "body"}}).Increment(); break;
+    case ConnectionEvent::closed_idle: impl_->closed_idle.Increment(); break;
+  }
 }
 
 std::string Metrics::render(const Gauges& g) {

@@ -4,11 +4,14 @@
 //   Metrics m;
 //   m.count_request("/api/predict", 200, 0.023);
 //   m.observe_stage("infer", 12.5);                     // milliseconds
+//   m.count_connection(ConnectionEvent::timed_out_header);
 //   std::string text = m.render({.queue_depth = 2, ...});
 #pragma once
 
 #include <memory>
 #include <string>
+
+#include "serve/http_core.h"
 
 namespace dermal::serve {
 
@@ -29,6 +32,8 @@ class Metrics {
   void count_request(const std::string& route, int status, double seconds);
   // stage: decode, preprocess, infer, explain, encode, queue (time waiting for the worker).
   void observe_stage(const std::string& stage, double ms);
+  // Connections (HttpCore): accepted, open, refused over a cap or unframeable, timed out.
+  void count_connection(ConnectionEvent e);
   std::string render(const Gauges& g);
 
  private:

@@ -71,10 +71,10 @@ void add_page_routes(Router& r, Context& ctx) {
     // Inside <script>: "</" must not appear; JSON allows "<\/".
     std::string json = to_json_text(config);
     for (size_t at = json.find("</"); at != std::string::npos; at = json.find("</", at + 3)) json.replace(at, 2, "<\\/");
+    res.headers.erase("Content-Security-Policy");  // the default one forbids the page's own script
     res.set_header("Content-Security-Policy",
                    "default-src 'none'; img-src 'self' data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
                    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'");
-    res.set_header("Referrer-Policy", "no-referrer");
     res.set_header("Vary", "Accept-Language");
     res.set_content(render_page(lang, json), "text/html; charset=utf-8");
   });

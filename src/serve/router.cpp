@@ -17,6 +17,7 @@ const char* reason_for(int status) {
     case 413: return "the request body is over the upload limit";
     case 414: return "the URI is too long";
     case 416: return "range not satisfiable";
+    case 429: return "too many requests";
     case 500: return "internal error";
     case 503: return "unavailable";
     default: return "error";

@@ -140,6 +140,7 @@ void compute(Context& ctx, Job& job) {
 }
 
 std::shared_ptr<Job> run_job(Context& ctx, const httplib::Request& req, bool force_gradcam) {
+  check_rate_limit(ctx, req);
   auto job = std::make_shared<Job>();
   job->params = parse_params(req, ctx.config);
   if (force_gradcam) {  // /api/explain: the overlay itself, PNG unless asked

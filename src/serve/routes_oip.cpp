@@ -161,6 +161,7 @@ void compute(Context& ctx, InferJob& job) {
 
 void infer(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   check_model(ctx, req);
+  check_rate_limit(ctx, req);
   auto job = std::make_shared<InferJob>(parse_infer_request(req.body));
   run_on_worker(ctx, [&ctx, job] { compute(ctx, *job); });
   for (const auto& [stage, ms] : job->timings) current_request().stages[stage] = ms;

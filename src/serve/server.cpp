@@ -3,11 +3,14 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <cmath>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "engine/dnnl_util.h"
 #include "serve/context.h"
+#include "serve/http_core.h"
 #include "serve/memory.h"
 
 namespace dermal::serve {
@@ -45,7 +48,17 @@ Context::Context(const ServeConfig& c)
     : config(c), log(c.log_level), model(c), queue(static_cast<size_t>(c.max_queue), [threads = c.threads] {
         // OpenMP thread counts are per calling thread: set them on the worker that computes.
         if (threads > 0) engine::dnnl_util::set_threads(threads);
-      }) {}
+      }),
+      rate_limit(c.rate_limit_per_s, c.rate_limit_burst) {}
+
+void check_rate_limit(Context& ctx, const httplib::Request& req) {
+  double wait_s = 0;
+  if (ctx.rate_limit.take(req.remote_addr, wait_s)) return;
+  std::ostringstream s;
+  s << "too many requests from " << req.remote_addr.substr(0, 64) << ": RATE_LIMIT_PER_S=" << ctx.config.rate_limit_per_s
+    << " with bursts of RATE_LIMIT_BURST=" << ctx.config.rate_limit_burst << "; retry after the time Retry-After says";
+  throw HttpError(429, s.str(), std::max(1, static_cast<int>(std::ceil(wait_s))));
+}
 
 void run_on_worker(Context& ctx, std::function<void()> work) {
   const auto submitted = Clock::now();
@@ -95,10 +108,29 @@ vision::Image decode_upload(explain::Classifier& clf, const std::string& bytes, 
   }
 }
 
+static ConnectionLimits connection_limits(const ServeConfig& c) {
+  ConnectionLimits l;
+  l.max_connections = c.max_connections;
+  l.max_connections_per_client = c.max_connections_per_client;
+  l.header_timeout_s = c.header_timeout_s;
+  l.body_timeout_s = c.body_timeout_s;
+  l.keep_alive_timeout_s = c.keep_alive_timeout_s;
+  l.keep_alive_max = c.keep_alive_max;
+  l.max_body_bytes = c.max_upload_bytes();
+  l.max_buffered_bytes = static_cast<size_t>(c.max_buffered_mb * 1024 * 1024);
+  std::ostringstream s;
+  s << "the request body is over MAX_UPLOAD_MB=" << c.max_upload_mb << " MB";
+  l.too_large_message = s.str();
+  return l;
+}
+
 struct Server::Impl {
-  explicit Impl(const ServeConfig& c) : ctx(c), router(http, ctx.log) {}
+  explicit Impl(const ServeConfig& c)
+      : ctx(c),
+        http(connection_limits(c), c.http_threads(), [this](ConnectionEvent e) { ctx.metrics.count_connection(e); }),
+        router(http, ctx.log) {}
   Context ctx;
-  httplib::Server http;
+  HttpCore http;
   Router router;
   int port = 0;
   // 0: run() not entered, 1: running, 2: returned. shutdown() before run() must not be lost.
@@ -132,37 +164,29 @@ void Server::Impl::log_request(const httplib::Request& req, const httplib::Respo
 Server::Server(const ServeConfig& config) : impl_(std::make_unique<Impl>(config)) {
   Context& ctx = impl_->ctx;
   httplib::Server& http = impl_->http;
-  const int http_threads = config.http_threads();
-  http.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<size_t>(http_threads)); };
-  http.set_payload_max_length(config.max_upload_bytes());
-  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds the
-  // body until the client's delayed ACK (up to 40 ms a response on loopback).
-  http.set_tcp_nodelay(true);
-  http.set_keep_alive_timeout(3);  // an idle keep-alive connection delays shutdown this long at most
-  http.set_read_timeout(10);
-  http.set_write_timeout(10);
   // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second server
   // silently share the port.
   http.set_socket_options([](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  http.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+  // On every answer (the page replaces the CSP with its own): nothing is sniffed, cached, framed,
+  // or leaked through Referer; a JSON or image answer may load nothing.
+  http.set_default_headers({{"X-Content-Type-Options", "nosniff"},
+                            {"Cache-Control", "no-store"},
+                            {"Referrer-Policy", "no-referrer"},
+                            {"X-Frame-Options", "DENY"},
+                            {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"}});
 
-  http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+  // Requests reach the handlers only once whole (HttpCore); one that was being received when
+  // draining began is answered like any other.
+  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     RequestScope& scope = current_request();
     scope = RequestScope{};
     scope.active = true;
     scope.start = Clock::now();
     scope.id = request_id(req);
     res.set_header("X-Request-Id", scope.id);
-    if (ctx.draining) {
-      scope.route = "draining";
-      res.set_header("Connection", "close");
-      res.set_header("Retry-After", "5");
-      send_error(res, 503, "the server is shutting down");
-      return httplib::Server::HandlerResponse::Handled;
-    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // httplib's own refusals (no route, body over the limit, malformed request) get a JSON body;
@@ -248,7 +272,8 @@ void Server::run() {
       settings += " " + name + "=" + Log::quote(value) + "(" + setting_source_name(ctx.config.sources[name]) + ")";
     ctx.log.write(LogLevel::debug, "event=settings" + settings);
   }
-  impl_->http.listen_after_bind();  // returns after stop(), once every accepted connection is answered
+  impl_->http.listen_after_bind();  // returns after stop(), once the listener is closed
+  impl_->http.wait_drained();       // every request that was in flight answered
   ctx.queue.stop();
   impl_->run_state = 2;
   ctx.log.write(LogLevel::info, "event=stopped");
@@ -259,6 +284,7 @@ void Server::shutdown() {
   if (ctx.draining.exchange(true)) return;
   if (impl_->run_state == 0) return;  // run() will see `draining` and return at once
   ctx.log.write(LogLevel::info, "event=draining");
+  impl_->http.begin_drain();
   // stop() only acts on a listening server: wait out the moment between run() and listen.
   while (impl_->run_state == 1 && !impl_->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->http.stop();

@@ -305,7 +305,9 @@ TEST(ServeBinary, SigtermDrainsAndLogsOneLinePerRequest) {
   while (!closed && std::chrono::steady_clock::now() < until) {
     auto r = late.Get("/health");
     closed = !r;
-    if (r) EXPECT_EQ(r->status, 503) << r->body;
+    if (r) {
+      EXPECT_EQ(r->status, 503) << r->body;
+    }
   }
   EXPECT_TRUE(closed) << "the listener was still open 10 s after SIGTERM";
   ASSERT_EQ(send(sock, rest.data(), rest.size(), 0), static_cast<ssize_t>(rest.size()));

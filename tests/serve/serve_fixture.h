@@ -25,11 +25,13 @@ inline const std::string kBundledModelName = "skinnet_mnv2_ham_isic224";
 constexpr int kBundledInputSize = 224;
 inline std::string bundled_model() { return std::string(DERMAL_SOURCE_DIR) + "/models/" + kBundledModelName + ".onnx"; }
 
-// Loopback, any free port, the bundled model, no log output: as flags, with neither the
+// Loopback, any free port, the bundled model, no log output, no rate limit (the tests send many
+// requests from one address; Connections.RateLimit tests it): as flags, with neither the
 // environment nor a .env file, so that the settings where the tests run cannot leak in.
 inline serve::ServeConfig test_config() {
   serve::ConfigSources s;
-  s.flags = {{"HOST", "127.0.0.1"}, {"PORT", "0"}, {"MODEL_PATH", bundled_model()}, {"LOG_LEVEL", "off"}};
+  s.flags = {{"HOST", "127.0.0.1"}, {"PORT", "0"}, {"MODEL_PATH", bundled_model()}, {"LOG_LEVEL", "off"},
+             {"RATE_LIMIT_PER_S", "0"}};
   s.env_file = "";
   return serve::load_config(s);
 }

@@ -11,7 +11,7 @@ model=$1
 n=${2:-30}
 image=${3:-../shared/data/ham10000/images/ISIC_0024306.jpg}
 port=$((20000 + RANDOM % 20000))
-build/dermal serve --model "$model" --port "$port" --host 127.0.0.1 --threads 1 --lesion-check off \
+build/dermal serve --model "$model" --port "$port" --host 127.0.0.1 --threads 1 --lesion-check off --rate-limit-per-s 0 \
   --log-level warn &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
