@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
       case dermal::ErrorKind::too_large: return 2;
       case dermal::ErrorKind::invalid_model:
       case dermal::ErrorKind::unsupported: return 3;
+      case dermal::ErrorKind::resources: return 71;  // sysexits' EX_OSERR: the machine, not the input
       case dermal::ErrorKind::internal: return 70;
     }
   } catch (const std::exception& e) {

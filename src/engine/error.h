@@ -15,6 +15,8 @@ enum class ErrorKind {
   unsupported,     // well-formed, but uses an op, attribute or dtype we do not implement
   invalid_input,   // the caller passed something wrong (shape, name, value)
   too_large,       // an input beyond a configured limit (file size, pixels): HTTP 413
+  resources,       // the machine could not give what a valid request needs (memory): HTTP 503,
+                   // the server's condition and not the caller's mistake
   internal,        // a broken invariant: a bug in Dermal
 };
 

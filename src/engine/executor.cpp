@@ -385,7 +385,7 @@ void Executor::Impl::allocate() {
   stats.largest_live_bytes = plan.largest_live_bytes;
   stats.all_activation_bytes = plan.total_bytes;
   void* memory = std::aligned_alloc(kArenaAlignment, std::max<size_t>(plan.arena_bytes, kArenaAlignment));
-  if (!memory) throw Error(ErrorKind::invalid_input, "cannot allocate " + std::to_string(plan.arena_bytes) + " activation bytes");
+  if (!memory) throw Error(ErrorKind::resources, "cannot allocate " + std::to_string(plan.arena_bytes) + " activation bytes");
   arena = std::shared_ptr<void>(memory, std::free);
   for (size_t k = 0; k < ids.size(); ++k) {
     Slot& s = slots[ids[k]];

@@ -43,6 +43,7 @@ int status_for(const Error& e) {
   switch (e.kind()) {
     case ErrorKind::invalid_input: return 400;
     case ErrorKind::too_large: return 413;
+    case ErrorKind::resources: return 503;
     case ErrorKind::invalid_model:
     case ErrorKind::unsupported:
     case ErrorKind::internal: return 500;
@@ -59,7 +60,11 @@ Router::Handler Router::wrap(const std::string& route, Handler h) {
       if (e.retry_after_s > 0) res.set_header("Retry-After", std::to_string(e.retry_after_s));
       send_error(res, e.status, e.what());
     } catch (const Error& e) {
+      if (e.kind() == ErrorKind::resources) res.set_header("Retry-After", "5");
       send_error(res, status_for(e), e.what());
+    } catch (const std::bad_alloc&) {  // the server's memory, not the request's fault: retry later
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, "out of memory while answering; retry later");
     } catch (const std::exception& e) {
       log_.write(LogLevel::error, "id=" + current_request().id + " unexpected=" + Log::quote(e.what()));
       send_error(res, 500, std::string("internal error: ") + e.what());

@@ -33,7 +33,7 @@ std::string to_json_text(const nlohmann::json& j);  // invalid UTF-8 replaced, n
 void send_json(httplib::Response& res, const nlohmann::json& j, int status = 200);
 void send_error(httplib::Response& res, int status, const std::string& message);
 
-// dermal::Error kind -> status: invalid_input 400, too_large 413, the rest 500.
+// dermal::Error kind -> status: invalid_input 400, too_large 413, resources 503, the rest 500.
 int status_for(const Error& e);
 
 class Router {

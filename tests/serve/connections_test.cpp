@@ -13,6 +13,8 @@
 #include <chrono>
 #include <thread>
 
+#include "engine/error.h"
+#include "serve/router.h"
 #include "serve/serve_fixture.h"
 #include "vision/image_files.h"
 
@@ -272,6 +274,32 @@ TEST(Connections, RateLimitPerClientAddress) {
   std::this_thread::sleep_for(std::chrono::milliseconds(2100));  // one token back
   EXPECT_EQ(status_line(post("127.0.0.9")), "HTTP/1.1 422 Unprocessable Entity");
   EXPECT_EQ(status_line(post("127.0.0.9")), "HTTP/1.1 429 Too Many Requests");
+}
+
+// Running out of memory is the server's condition, not the caller's mistake: 503 with
+// Retry-After, never the 400 of a bad request (an activation arena that cannot be allocated used
+// to be reported as invalid input).
+TEST(Connections, OutOfMemoryIs503NotTheCallersFault) {
+  EXPECT_EQ(serve::status_for(Error(ErrorKind::resources, "cannot allocate")), 503);
+  EXPECT_EQ(serve::status_for(Error(ErrorKind::invalid_input, "bad")), 400);
+  httplib::Server http;
+  serve::Log log(serve::LogLevel::off);
+  serve::Router router(http, log);
+  router.get("/arena", "/arena", [](const httplib::Request&, httplib::Response&) {
+    throw Error(ErrorKind::resources, "cannot allocate 123 activation bytes");
+  });
+  router.get("/alloc", "/alloc", [](const httplib::Request&, httplib::Response&) { throw std::bad_alloc(); });
+  const int port = http.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { http.listen_after_bind(); });
+  httplib::Client client("127.0.0.1", port);
+  for (const char* path : {"/arena", "/alloc"}) {
+    auto r = client.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 503) << path;
+    EXPECT_EQ(r->get_header_value("Retry-After"), "5") << path;
+  }
+  http.stop();
+  t.join();
 }
 
 TEST(Connections, SecurityHeadersOnEveryAnswer) {
