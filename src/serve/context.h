@@ -46,6 +46,7 @@ struct Context {
   RateLimiter rate_limit;
   Clock::time_point started = Clock::now();
   std::atomic<bool> draining{false};
+  std::function<int()> open_connections = [] { return 0; };  // set by the server: its connection layer's count
 };
 
 // Runs `work` on the inference worker within REQUEST_TIMEOUT_S: throws HttpError 503 (queue

@@ -39,6 +39,9 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   j["threads"] = {{"compute", ctx.config.threads > 0 ? ctx.config.threads : engine::dnnl_util::threads()},
                   {"http", ctx.config.http_threads()}};
   j["queue"] = {{"waiting", ctx.queue.waiting()}, {"busy", ctx.queue.busy()}, {"max", ctx.config.max_queue}};
+  j["connections"] = {{"open", ctx.open_connections()},
+                      {"max", ctx.config.max_connections},
+                      {"max_per_client", ctx.config.max_connections_per_client}};
   j["draining"] = ctx.draining.load();
   for (const auto& [name, value] : config_values(ctx.config)) j["config"][name] = value;
   for (const auto& [name, source] : ctx.config.sources) j["config_sources"][name] = setting_source_name(source);

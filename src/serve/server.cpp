@@ -164,6 +164,7 @@ void Server::Impl::log_request(const httplib::Request& req, const httplib::Respo
 Server::Server(const ServeConfig& config) : impl_(std::make_unique<Impl>(config)) {
   Context& ctx = impl_->ctx;
   httplib::Server& http = impl_->http;
+  ctx.open_connections = [this] { return impl_->http.open_connections(); };
   // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, which would let a second server
   // silently share the port.
   http.set_socket_options([](socket_t sock) {

@@ -105,6 +105,7 @@ TEST(Connections, SlowAndIdleClientsCannotStarveTheService) {
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let them all be accepted and trickling
   EXPECT_GE(metric(s, "dermal_connections_open"), 128);
+  EXPECT_GE(json_of(s.client().Get("/health?verbose=1"))["connections"]["open"].get<int>(), 128);
   auto start = Clock::now();
   auto health = s.client().Get("/health");
   const double health_s = seconds_since(start);

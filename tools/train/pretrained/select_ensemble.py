@@ -20,6 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from extract import items  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from export_onnx import ece, fit_temperature  # noqa: E402
 from finetune import metrics  # noqa: E402
 
 
@@ -45,11 +47,14 @@ def main():
         list(c) for k in (1, 2, 3) for c in itertools.combinations(z, k)]
     rows = []
     for c in combos:
-        m = metrics(np.mean([z[n] for n in c], 0), labels, is_isic, np.zeros(7), alpha=0.0)
-        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m))
-    for score, name, m in sorted(rows, reverse=True):
-        print("%-28s score %.4f | HAM bal acc %.4f mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | recalls %s"
-              % (name, score, m["bal_acc"], m["mel_recall"], m["isic_auc"], m["isic_bal_acc"], m["recalls"]))
+        zc = np.mean([z[n] for n in c], 0)
+        m = metrics(zc, labels, is_isic, np.zeros(7), alpha=0.0)
+        t, _, _ = fit_temperature(zc, labels)  # the card's temperature, as export.py fits it
+        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m, t, ece(zc, labels, 1.0), ece(zc, labels, t)))
+    for score, name, m, t, e1, et in sorted(rows, reverse=True):
+        print("%-28s score %.4f | HAM bal acc %.4f mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | recalls %s | "
+              "temperature %.3f (ECE %.3f -> %.3f)"
+              % (name, score, m["bal_acc"], m["mel_recall"], m["isic_auc"], m["isic_bal_acc"], m["recalls"], t, e1, et))
 
 
 if __name__ == "__main__":
