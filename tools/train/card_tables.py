@@ -3,7 +3,10 @@
 tools/train/evaluate.sh writes: headline metrics with 95% bootstrap intervals against the baseline,
 per-class recall, the confusion matrix, and calibration before and after temperature scaling.
 
-    /usr/bin/python3 tools/train/card_tables.py build/model_card
+    /usr/bin/python3 tools/train/card_tables.py build/model_card [--card models/NAME.json]
+
+--card also writes the card's "metrics" block (what tests/cli/card_reproduced.py checks) from the
+same files, rounded to 3 places.
 """
 
 import json
@@ -36,8 +39,38 @@ def headline(e):
             with_ci(e["ece"], e["ci95"]["ece"], percent=False)]
 
 
+def r3(v):
+    return None if v is None else round(v, 3)
+
+
+def card_metrics(folder):
+    ham, isic, ham_t1, isic_t1 = (load(folder, n) for n in ("ham", "isic", "ham_t1", "isic_t1"))
+    hm, im = ham["per_class"]["mel"], isic["per_class"]["mel"]
+    return {
+        "measured_by": "tools/train/evaluate.sh (dermal eval; 95% bootstrap intervals)",
+        "ham10000_test": {
+            "images": ham["images"], "balanced_accuracy": r3(ham["balanced_accuracy"]),
+            "balanced_accuracy_ci95": [r3(v) for v in ham["ci95"]["balanced_accuracy"]],
+            "accuracy": r3(ham["accuracy"]), "melanoma_recall": r3(hm["recall"]),
+            "melanoma_recall_ci95": [r3(v) for v in hm["recall_ci95"]],
+            "ece": r3(ham["ece"]), "ece_uncalibrated": r3(ham_t1["ece"])},
+        "isic2017_heldout_test": {
+            "images": isic["images"], "melanoma_auc": r3(im["auc"]), "melanoma_auc_ci95": [r3(v) for v in im["auc_ci95"]],
+            "balanced_accuracy": r3(isic["balanced_accuracy"]), "melanoma_recall": r3(im["recall"]),
+            "ece": r3(isic["ece"]), "ece_uncalibrated": r3(isic_t1["ece"])},
+    }
+
+
 def main():
     folder = sys.argv[1]
+    if "--card" in sys.argv:
+        path = sys.argv[sys.argv.index("--card") + 1]
+        with open(path) as f:
+            card = json.load(f)
+        card["metrics"] = card_metrics(folder)
+        with open(path, "w") as f:
+            json.dump(card, f, indent=2)
+            f.write("\n")
     ham, isic = load(folder, "ham"), load(folder, "isic")
     rows = [("HAM10000 test (%d images)" % ham["images"], "bundled", ham),
             ("", "baseline MobileNetV2", load(folder, "ham_baseline")),
