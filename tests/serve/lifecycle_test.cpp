@@ -289,9 +289,12 @@ TEST(ServeBinary, SigtermDrainsAndLogsOneLinePerRequest) {
   ASSERT_EQ(connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string first = head + image.substr(0, image.size() / 2), rest = image.substr(image.size() / 2);
   ASSERT_EQ(send(sock, first.data(), first.size(), 0), static_cast<ssize_t>(first.size()));
-  // Time for the server to accept the connection: nothing outside the process shows that moment
-  // (a connection count in /metrics would; the open-internet issue adds one).
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Awaited: the server holds the half-sent request (its connection counted, besides the asking one).
+  for (int i = 0; i < 500; ++i) {
+    auto h = cl.Get("/health?verbose=1");
+    if (h && json_of(h)["connections"]["open"].get<int>() >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   kill(child.pid, SIGTERM);
   // Awaited, not slept on: the drain's log line, then the listener closing. Meanwhile a new
   // request is refused, with 503 until the listener has closed, then with no connection at all.
