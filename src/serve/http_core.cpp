@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -27,6 +28,25 @@ class InlineQueue : public httplib::TaskQueue {
   void enqueue(std::function<void()> fn) override { fn(); }
   void shutdown() override {}
 };
+
+// The address and port of one end of a socket (getpeername or getsockname), as text.
+std::pair<std::string, int> socket_address(int fd, int (*get)(int, sockaddr*, socklen_t*)) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (get(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {"unknown", 0};
+  char text[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+    return {text, ntohs(a->sin_port)};
+  }
+  if (addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+    return {text, ntohs(a->sin6_port)};
+  }
+  return {"unknown", 0};
+}
 
 // One complete request, already received, for httplib's process_request: reads come from the
 // buffer, writes go to the socket within the write timeout.
@@ -68,22 +88,8 @@ class RequestStream : public httplib::Stream {
     port = port_;
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof addr;
-    ip.clear();
-    port = 0;
-    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return;
-    char text[INET6_ADDRSTRLEN] = {};
-    if (addr.ss_family == AF_INET) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-      inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-      port = ntohs(a->sin_port);
-    } else if (addr.ss_family == AF_INET6) {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-      inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-      port = ntohs(a->sin6_port);
-    }
-    ip = text;
+    std::tie(ip, port) = socket_address(fd_, getsockname);
+    if (ip == "unknown") ip.clear();
   }
   socket_t socket() const override { return fd_; }
 
@@ -95,24 +101,6 @@ class RequestStream : public httplib::Stream {
   int port_;
   double write_timeout_s_;
 };
-
-std::pair<std::string, int> peer_of(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {"unknown", 0};
-  char text[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-    return {text, ntohs(a->sin_port)};
-  }
-  if (addr.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
-    inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-    return {text, ntohs(a->sin6_port)};
-  }
-  return {"unknown", 0};
-}
 
 const char* reason_phrase(int status) {
   switch (status) {
@@ -231,7 +219,7 @@ int HttpCore::open_connections() const {
 }
 
 bool HttpCore::process_and_close_socket(socket_t sock) {
-  auto [ip, port] = peer_of(sock);
+  auto [ip, port] = socket_address(sock, getpeername);
   std::lock_guard<std::mutex> lock(mutex_);
   if (draining_) {
     ::close(sock);

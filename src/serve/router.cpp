@@ -1,7 +1,6 @@
 #include "serve/router.h"
 
 #include <regex>
-#include <sstream>
 
 #include "serve/context.h"
 
@@ -93,7 +92,7 @@ std::string Router::allowed_methods(const std::string& path) const {
   return out;
 }
 
-void Router::answer_refusal(const httplib::Request& req, httplib::Response& res, double max_upload_mb) const {
+void Router::answer_refusal(const httplib::Request& req, httplib::Response& res, const std::string& too_large) const {
   std::string message = reason_for(res.status);
   if (res.status == 404) {
     if (std::string allowed = allowed_methods(req.path); !allowed.empty()) {
@@ -104,9 +103,7 @@ void Router::answer_refusal(const httplib::Request& req, httplib::Response& res,
       message = "no route " + req.method + " " + req.path.substr(0, 128) + " (see docs/api.md)";
     }
   } else if (res.status == 413) {
-    std::ostringstream s;
-    s << "the request body is over MAX_UPLOAD_MB=" << max_upload_mb << " MB";
-    message = s.str();
+    message = too_large;
   }
   send_error(res, res.status, message);
 }

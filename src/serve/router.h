@@ -4,7 +4,7 @@
 //
 //   Router r(http, log);
 //   r.post("/api/predict", "/api/predict", handler);   // handler may throw HttpError or dermal::Error
-//   http.set_error_handler(... r.answer_refusal(req, res, max_upload_mb) ...);
+//   http.set_error_handler(... r.answer_refusal(req, res, "the request body is over ...") ...);
 #pragma once
 
 #include <httplib.h>
@@ -47,7 +47,8 @@ class Router {
   std::string allowed_methods(const std::string& path) const;
   // httplib's own refusals (no route, body over the limit, malformed request) as JSON with a
   // message that says what to do; a path that exists under another method becomes a 405.
-  void answer_refusal(const httplib::Request& req, httplib::Response& res, double max_upload_mb) const;
+  // `too_large`: the 413's message (the connection layer's, ConnectionLimits::too_large_message).
+  void answer_refusal(const httplib::Request& req, httplib::Response& res, const std::string& too_large) const;
 
  private:
   Handler wrap(const std::string& route, Handler h);

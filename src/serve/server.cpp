@@ -194,7 +194,7 @@ Server::Server(const ServeConfig& config) : impl_(std::make_unique<Impl>(config)
   // a path that exists under another method is a 405, not a 404.
   http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    impl_->router.answer_refusal(req, res, impl_->ctx.config.max_upload_mb);
+    impl_->router.answer_refusal(req, res, impl_->http.limits().too_large_message);
     return httplib::Server::HandlerResponse::Handled;
   }));
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
