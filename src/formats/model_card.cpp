@@ -1,5 +1,6 @@
 #include "formats/model_card.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,15 @@ std::array<double, 3> triple(const json& j, const std::string& source, const cha
     out[i] = j[i].get<double>();
   }
   return out;
+}
+
+// input.width / input.height: a whole number of pixels, or 0 (from the model).
+int side(const json& in, const char* field, const std::string& source) {
+  if (!in.contains(field)) return 0;
+  const json& v = in[field];
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 16384)
+    bad_card(source, std::string("input.") + field + " must be a whole number of pixels, at most 16384");
+  return static_cast<int>(v.get<int64_t>());
 }
 
 std::string read_text(const std::string& path) {
@@ -62,9 +72,9 @@ void apply_preprocess_mode(PreprocessSpec& spec, const std::string& mode) {
   }
 }
 
-ModelCard parse_model_card(const std::string& text, const std::string& source) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) bad_card(source, "is not a JSON object");
+namespace {
+
+ModelCard card_from_json(const json& j, const std::string& source) {
   ModelCard card;
   card.source = source;
   card.name = j.value("name", "");
@@ -86,15 +96,17 @@ ModelCard parse_model_card(const std::string& text, const std::string& source) {
   }
   if (j.contains("input")) {
     const json& in = j["input"];
+    if (!in.is_object()) bad_card(source, "input must be an object");
     card.input_name = in.value("name", "");
-    card.preprocess.width = in.value("width", 0);
-    card.preprocess.height = in.value("height", 0);
+    card.preprocess.width = side(in, "width", source);
+    card.preprocess.height = side(in, "height", source);
     std::string layout = in.value("layout", "nchw");
     if (layout != "nchw" && layout != "nhwc") bad_card(source, "input.layout must be nchw or nhwc");
     card.preprocess.nhwc = layout == "nhwc";
   }
   if (j.contains("preprocess")) {
     const json& p = j["preprocess"];
+    if (!p.is_object()) bad_card(source, "preprocess must be an object");
     PreprocessSpec& s = card.preprocess;
     if (p.contains("mode")) {
       try {
@@ -110,17 +122,35 @@ ModelCard parse_model_card(const std::string& text, const std::string& source) {
     s.scale = p.value("scale", s.scale);
     if (p.contains("mean")) s.mean = triple(p["mean"], source, "preprocess.mean");
     if (p.contains("std")) s.std = triple(p["std"], source, "preprocess.std");
+    if (!std::isfinite(s.scale)) bad_card(source, "preprocess.scale must be a finite number");
+    for (double v : s.mean)
+      if (!std::isfinite(v)) bad_card(source, "preprocess.mean must hold finite numbers");
     for (double v : s.std)
-      if (v == 0) bad_card(source, "preprocess.std must not contain 0");
+      if (v == 0 || !std::isfinite(v)) bad_card(source, "preprocess.std must hold finite numbers other than 0");
     std::string order = p.value("channel_order", s.bgr ? "bgr" : "rgb");
     if (order != "rgb" && order != "bgr") bad_card(source, "preprocess.channel_order must be rgb or bgr");
     s.bgr = order == "bgr";
   }
-  if (j.contains("explain")) card.explain_layer = j["explain"].value("layer", "auto");
+  if (j.contains("explain")) {
+    if (!j["explain"].is_object()) bad_card(source, "explain must be an object");
+    card.explain_layer = j["explain"].value("layer", "auto");
+  }
   card.temperature = j.value("temperature", 1.0);
-  if (!(card.temperature > 0)) bad_card(source, "temperature must be positive");
-  if (j.contains("metrics")) card.metrics_json = j["metrics"].dump();
+  if (!(card.temperature > 0) || !std::isfinite(card.temperature)) bad_card(source, "temperature must be a positive number");
+  if (j.contains("metrics")) card.metrics_json = j["metrics"].dump(-1, ' ', false, json::error_handler_t::replace);
   return card;
+}
+
+}  // namespace
+
+ModelCard parse_model_card(const std::string& text, const std::string& source) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) bad_card(source, "is not a JSON object");
+  try {
+    return card_from_json(j, source);
+  } catch (const json::exception& e) {  // a field of the wrong type ("name": 3)
+    bad_card(source, std::string("a field has the wrong type (") + e.what() + ")");
+  }
 }
 
 namespace {

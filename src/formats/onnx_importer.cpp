@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -125,25 +126,34 @@ void fill_from_raw(std::string_view raw, int elem_type, Tensor& t, const std::st
   throw Error(ErrorKind::unsupported, what + ": element type " + std::to_string(elem_type));
 }
 
+// An external data offset or length: a whole number of bytes, written in decimal.
+int64_t byte_count(const std::string& value, const std::string& what, const std::string& key) {
+  if (value.empty() || value.size() > 18 || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw Error(ErrorKind::invalid_model, what + ": external data " + key + " '" + value.substr(0, 32) + "' is not a number of bytes");
+  return std::stoll(value);
+}
+
 std::string external_bytes(const onnx::TensorProto& proto, const std::string& base_dir, const std::string& what) {
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& kv : proto.external_data()) {
     if (kv.key() == "location") location = kv.value();
-    else if (kv.key() == "offset") offset = std::stoll(kv.value());
-    else if (kv.key() == "length") length = std::stoll(kv.value());
+    else if (kv.key() == "offset") offset = byte_count(kv.value(), what, kv.key());
+    else if (kv.key() == "length") length = byte_count(kv.value(), what, kv.key());
   }
   // The location must stay inside the model's folder: a model file must not read /etc/passwd.
   std::filesystem::path rel(location);
   if (location.empty() || rel.is_absolute() || location.find("..") != std::string::npos)
     throw Error(ErrorKind::invalid_model, what + ": external data location '" + location + "' is not a file beside the model");
   std::string path = (std::filesystem::path(base_dir) / rel).string();
+  std::error_code ec;
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(ErrorKind::invalid_model, what + ": cannot open external data file '" + path + "'");
+  if (!f || !std::filesystem::is_regular_file(path, ec))
+    throw Error(ErrorKind::invalid_model, what + ": cannot open external data file '" + path + "'");
   f.seekg(0, std::ios::end);
   const int64_t size = f.tellg();
   if (length < 0) length = size - offset;
-  if (offset < 0 || offset + length > size)
+  if (offset > size || length < 0 || length > size - offset)
     throw Error(ErrorKind::invalid_model, what + ": external data range is outside '" + path + "'");
   std::string bytes(static_cast<size_t>(length), '\0');
   f.seekg(offset);
@@ -151,10 +161,17 @@ std::string external_bytes(const onnx::TensorProto& proto, const std::string& ba
   return bytes;
 }
 
+// A tensor's dimensions; their product is bounded (2^40 elements) so that no size computed from
+// them overflows, before the data's own size is checked against it.
 Shape dims_of(const onnx::TensorProto& proto, const std::string& what) {
   Shape shape(proto.dims().begin(), proto.dims().end());
-  for (int64_t d : shape)
+  int64_t n = 1;
+  for (int64_t d : shape) {
     if (d < 0) throw Error(ErrorKind::invalid_model, what + ": negative dimension");
+    if (d > 0 && n > (int64_t{1} << 40) / d)
+      throw Error(ErrorKind::invalid_model, what + ": shape " + engine::shape_str(shape) + " is too large");
+    n *= d;
+  }
   return shape;
 }
 
@@ -164,34 +181,36 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
   const std::string what = "tensor '" + proto.name() + "'";
   const Shape shape = dims_of(proto, what);
   const int elem = proto.data_type();
-  Tensor t = Tensor::uninitialized(dtype_for(elem, what), shape);  // every element is written below
-  const int64_t n = t.numel();
-  if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
-    fill_from_raw(external_bytes(proto, base_dir, what), elem, t, what);
-  } else if (proto.has_raw_data()) {
-    fill_from_raw(proto.raw_data(), elem, t, what);
-  } else {
-    auto check = [&](int count) {
-      if (count != n)
-        throw Error(ErrorKind::invalid_model, what + ": has " + std::to_string(count) + " values, shape " +
-                                                  engine::shape_str(shape) + " needs " + std::to_string(n));
-    };
-    if (elem == onnx::TensorProto::FLOAT) {
-      check(proto.float_data_size());
-      std::copy(proto.float_data().begin(), proto.float_data().end(), t.data<float>());
-    } else if (elem == onnx::TensorProto::DOUBLE) {
-      check(proto.double_data_size());
-      std::copy(proto.double_data().begin(), proto.double_data().end(), t.data<double>());
-    } else if (elem == onnx::TensorProto::INT64) {
-      check(proto.int64_data_size());
-      std::copy(proto.int64_data().begin(), proto.int64_data().end(), t.data<int64_t>());
-    } else if (elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32) {
-      check(proto.uint64_data_size());
-      std::copy(proto.uint64_data().begin(), proto.uint64_data().end(), t.data<int64_t>());
-    } else {  // int32_data holds every narrower integer type and bool
-      check(proto.int32_data_size());
-      std::copy(proto.int32_data().begin(), proto.int32_data().end(), t.data<int64_t>());
-    }
+  const DType dtype = dtype_for(elem, what);
+  const int64_t n = engine::shape_numel(shape);
+  // The data's size is checked against the shape before the shape's memory is allocated.
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL || proto.has_raw_data()) {
+    const std::string external = proto.data_location() == onnx::TensorProto::EXTERNAL ? external_bytes(proto, base_dir, what) : "";
+    const std::string& raw = proto.data_location() == onnx::TensorProto::EXTERNAL ? external : proto.raw_data();
+    check_raw_size(raw.size(), elem, shape, what);
+    Tensor t = Tensor::uninitialized(dtype, shape);
+    fill_from_raw(raw, elem, t, what);
+    return t;
+  }
+  const int count = elem == onnx::TensorProto::FLOAT                                            ? proto.float_data_size()
+                    : elem == onnx::TensorProto::DOUBLE                                         ? proto.double_data_size()
+                    : elem == onnx::TensorProto::INT64                                          ? proto.int64_data_size()
+                    : elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32 ? proto.uint64_data_size()
+                                                                                                 : proto.int32_data_size();
+  if (count != n)
+    throw Error(ErrorKind::invalid_model, what + ": has " + std::to_string(count) + " values, shape " + engine::shape_str(shape) +
+                                              " needs " + std::to_string(n));
+  Tensor t = Tensor::uninitialized(dtype, shape);  // every element is written below
+  if (elem == onnx::TensorProto::FLOAT) {
+    std::copy(proto.float_data().begin(), proto.float_data().end(), t.data<float>());
+  } else if (elem == onnx::TensorProto::DOUBLE) {
+    std::copy(proto.double_data().begin(), proto.double_data().end(), t.data<double>());
+  } else if (elem == onnx::TensorProto::INT64) {
+    std::copy(proto.int64_data().begin(), proto.int64_data().end(), t.data<int64_t>());
+  } else if (elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32) {
+    std::copy(proto.uint64_data().begin(), proto.uint64_data().end(), t.data<int64_t>());
+  } else {  // int32_data holds every narrower integer type and bool
+    std::copy(proto.int32_data().begin(), proto.int32_data().end(), t.data<int64_t>());
   }
   return t;
 }

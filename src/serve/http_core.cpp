@@ -50,19 +50,12 @@ std::pair<std::string, int> socket_address(int fd, int (*get)(int, sockaddr*, so
 
 // One complete request, already received, for httplib's process_request: reads come from the
 // buffer, writes go to the socket within the write timeout.
-class RequestStream : public httplib::Stream {
+class RequestStream : public ReceivedRequestStream {
  public:
   RequestStream(int fd, const std::string& request, const std::string& ip, int port, double write_timeout_s)
-      : fd_(fd), request_(request), ip_(ip), port_(port), write_timeout_s_(write_timeout_s) {}
+      : ReceivedRequestStream(request), fd_(fd), ip_(ip), port_(port), write_timeout_s_(write_timeout_s) {}
 
-  bool is_readable() const override { return pos_ < request_.size(); }
   bool is_writable() const override { return true; }
-  ssize_t read(char* ptr, size_t size) override {
-    size = std::min(size, request_.size() - pos_);
-    std::memcpy(ptr, request_.data() + pos_, size);
-    pos_ += size;
-    return static_cast<ssize_t>(size);
-  }
   ssize_t write(const char* ptr, size_t size) override {
     const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(write_timeout_s_);
     size_t sent = 0;
@@ -95,8 +88,6 @@ class RequestStream : public httplib::Stream {
 
  private:
   int fd_;
-  const std::string& request_;
-  size_t pos_ = 0;
   std::string ip_;
   int port_;
   double write_timeout_s_;
@@ -164,6 +155,42 @@ const char* connection_event_name(ConnectionEvent e) {
     case ConnectionEvent::bad_request: return "bad_request";
   }
   return "unknown";
+}
+
+ssize_t ReceivedRequestStream::read(char* ptr, size_t size) {
+  size = std::min(size, request_.size() - pos_);
+  std::memcpy(ptr, request_.data() + pos_, size);
+  pos_ += size;
+  return static_cast<ssize_t>(size);
+}
+
+RequestHead parse_request_head(std::string_view head) {
+  RequestHead h;
+  bool has_length = false;
+  const size_t end = head.find("\r\n\r\n");  // where the blank line starts
+  if (end == std::string_view::npos) return {400, "the request head is incomplete"};
+  for (size_t at = head.find("\r\n") + 2; at < end + 2;) {
+    const size_t eol = head.find("\r\n", at);
+    const std::string line(head.substr(at, eol - at));
+    const size_t colon = line.find(':');
+    const std::string name = lower(trim(line.substr(0, colon == std::string::npos ? 0 : colon)));
+    const std::string value = colon == std::string::npos ? "" : trim(line.substr(colon + 1));
+    if (name == "content-length") {
+      const bool digits = !value.empty() && value.size() <= 12 &&
+                          std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+      const size_t n = digits ? std::stoull(value) : 0;
+      if (!digits || (has_length && n != h.body_bytes)) return {400, "malformed Content-Length"};
+      h.body_bytes = n;
+      has_length = true;
+    } else if (name == "transfer-encoding") {
+      return {411, "send the body with a Content-Length (chunked uploads are not accepted)"};
+    } else if (name == "expect" && lower(value) == "100-continue") {
+      h.expect_at = at;
+      h.expect_len = eol + 2 - at;
+    }
+    at = eol + 2;
+  }
+  return h;
 }
 
 struct HttpCore::Connection {
@@ -375,33 +402,12 @@ bool HttpCore::advance(Connection& c) {
              ConnectionEvent::bad_request);
       return false;
     }
-    size_t body = 0, expect_at = std::string::npos, expect_len = 0;
-    bool has_length = false;
-    for (size_t at = c.buf.find("\r\n") + 2; at < end + 2;) {
-      const size_t eol = c.buf.find("\r\n", at);
-      const std::string line = c.buf.substr(at, eol - at);
-      const size_t colon = line.find(':');
-      const std::string name = lower(trim(line.substr(0, colon == std::string::npos ? 0 : colon)));
-      const std::string value = colon == std::string::npos ? "" : trim(line.substr(colon + 1));
-      if (name == "content-length") {
-        const bool digits = !value.empty() && value.size() <= 12 &&
-                            std::all_of(value.begin(), value.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-        const size_t n = digits ? std::stoull(value) : 0;
-        if (!digits || (has_length && n != body)) {
-          refuse(c, 400, "malformed Content-Length", ConnectionEvent::bad_request);
-          return false;
-        }
-        body = n;
-        has_length = true;
-      } else if (name == "transfer-encoding") {
-        refuse(c, 411, "send the body with a Content-Length (chunked uploads are not accepted)", ConnectionEvent::bad_request);
-        return false;
-      } else if (name == "expect" && lower(value) == "100-continue") {
-        expect_at = at;
-        expect_len = eol + 2 - at;
-      }
-      at = eol + 2;
+    const RequestHead head = parse_request_head(std::string_view(c.buf).substr(0, end + 4));
+    if (head.refusal) {
+      refuse(c, head.refusal, head.message, ConnectionEvent::bad_request);
+      return false;
     }
+    const size_t body = head.body_bytes, expect_at = head.expect_at, expect_len = head.expect_len;
     if (body > limits_.max_body_bytes) {
       if (expect_at != std::string::npos) {  // the client waits: it never sends the body
         refuse(c, 413, limits_.too_large_message, ConnectionEvent::bad_request);

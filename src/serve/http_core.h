@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,30 @@ enum class ConnectionEvent {
   bad_request,       // unframeable: malformed, too large, chunked
 };
 const char* connection_event_name(ConnectionEvent e);
+
+// A request's head (request line and headers, up to and including the blank line) as the event
+// loop frames it: the length of the body to wait for, and whether the client waits for
+// "100 Continue" first. Untrusted bytes: fuzzed by fuzz/http_request.cpp.
+struct RequestHead {
+  int refusal = 0;       // 0, or the status to refuse the request with (400, 411)
+  std::string message;   // the refusal's message
+  size_t body_bytes = 0;  // Content-Length (0 without one)
+  size_t expect_at = std::string::npos, expect_len = 0;  // the "Expect: 100-continue" line
+};
+RequestHead parse_request_head(std::string_view head);
+
+// The read side of a stream over one complete request already received (what the event loop
+// hands to httplib's process_request); the write side is the subclass's.
+class ReceivedRequestStream : public httplib::Stream {
+ public:
+  explicit ReceivedRequestStream(const std::string& request) : request_(request) {}
+  bool is_readable() const override { return pos_ < request_.size(); }
+  ssize_t read(char* ptr, size_t size) override;
+
+ private:
+  const std::string& request_;
+  size_t pos_ = 0;
+};
 
 class HttpCore : public httplib::Server {
  public:

@@ -6,6 +6,7 @@
 
 #include "serve/base64.h"
 #include "serve/context.h"
+#include "serve/oip_request.h"
 
 namespace dermal::serve {
 
@@ -35,84 +36,7 @@ nlohmann::json tensor_meta(const std::string& name, const std::string& datatype,
   return {{"name", name}, {"datatype", datatype}, {"shape", shape}};
 }
 
-// A parsed "inputs" entry.
-struct Input {
-  std::string name, datatype;
-  std::vector<int64_t> shape;
-  std::vector<float> floats;
-  std::vector<std::string> strings;
-};
-
-struct InferJob {
-  std::string id;  // echoed back when the request has one
-  Input input;
-  std::vector<std::string> outputs;  // requested output names, in order
-  // results
-  std::vector<int64_t> out_shape;
-  std::vector<float> logits, probabilities;
-  explain::Timings timings;
-};
-
 [[noreturn]] void bad_request(const std::string& message) { throw HttpError(400, message); }
-
-void flatten(const nlohmann::json& data, Input& in) {
-  if (data.is_array()) {
-    for (const auto& d : data) flatten(d, in);
-  } else if (in.datatype == "BYTES") {
-    if (!data.is_string()) bad_request("input '" + in.name + "': BYTES data must be strings (base64)");
-    in.strings.push_back(data.get<std::string>());
-  } else {
-    if (!data.is_number()) bad_request("input '" + in.name + "': FP32 data must be numbers");
-    in.floats.push_back(data.get<float>());
-  }
-}
-
-InferJob parse_infer_request(const std::string& body) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
-    bad_request(std::string("malformed JSON: ") + e.what());
-  }
-  if (!j.is_object() || !j.contains("inputs") || !j["inputs"].is_array() || j["inputs"].empty())
-    bad_request("the request needs \"inputs\": a non-empty array of tensors");
-  if (j["inputs"].size() != 1) bad_request("one input tensor is expected (the model's image input, or \"image\" BYTES)");
-  const auto& t = j["inputs"][0];
-  InferJob job;
-  if (j.contains("id") && j["id"].is_string()) job.id = j["id"].get<std::string>().substr(0, 256);
-  Input& in = job.input;
-  if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("datatype") ||
-      !t["datatype"].is_string() || !t.contains("shape") || !t["shape"].is_array() || !t.contains("data"))
-    bad_request("each input needs \"name\", \"shape\", \"datatype\" and \"data\"");
-  in.name = t["name"].get<std::string>().substr(0, 128);
-  in.datatype = t["datatype"].get<std::string>().substr(0, 16);
-  if (in.datatype != "FP32" && in.datatype != "BYTES")
-    bad_request("input '" + in.name + "': datatype " + in.datatype + " is not supported (FP32, or BYTES for \"image\")");
-  int64_t count = 1;
-  for (const auto& d : t["shape"]) {
-    if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (1 << 24))
-      bad_request("input '" + in.name + "': shape must hold non-negative whole numbers");
-    in.shape.push_back(d.get<int64_t>());
-    count *= in.shape.back();
-    if (count > (int64_t{1} << 28)) bad_request("input '" + in.name + "': the shape is too large");
-  }
-  flatten(t["data"], in);
-  const int64_t got = in.datatype == "BYTES" ? static_cast<int64_t>(in.strings.size()) : static_cast<int64_t>(in.floats.size());
-  if (in.shape.empty() || got != count)
-    bad_request("input '" + in.name + "': shape holds " + std::to_string(count) + " elements but data has " + std::to_string(got));
-  if (j.contains("outputs")) {
-    if (!j["outputs"].is_array()) bad_request("\"outputs\" must be an array");
-    for (const auto& o : j["outputs"]) {
-      if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) bad_request("each output needs a \"name\"");
-      std::string name = o["name"].get<std::string>();
-      if (name != "logits" && name != "probabilities")
-        bad_request("unknown output '" + name.substr(0, 64) + "' (logits, probabilities)");
-      job.outputs.push_back(name);
-    }
-  }
-  if (job.outputs.empty()) job.outputs = {"logits", "probabilities"};
-  return job;
-}
 
 void append(InferJob& job, const explain::Prediction& p) {
   for (double v : p.logits) job.logits.push_back(static_cast<float>(v));
@@ -123,7 +47,7 @@ void append(InferJob& job, const explain::Prediction& p) {
 void compute(Context& ctx, InferJob& job) {
   explain::Classifier& clf = loaded_classifier(ctx);
   const auto& card = clf.card();
-  const Input& in = job.input;
+  const InferInput& in = job.input;
   const int64_t classes = static_cast<int64_t>(card.labels.size());
   const int64_t n = in.shape[0];
   if (n < 1 || n > kMaxBatch) bad_request("the batch (first dimension) must be 1 to " + std::to_string(kMaxBatch));
@@ -198,7 +122,7 @@ void model_metadata(Context& ctx, const httplib::Request& req, httplib::Response
 }  // namespace
 
 void add_oip_routes(Router& r, Context& ctx) {
-  r.get("/v2", "/v2", [&ctx](const httplib::Request&, httplib::Response& res) {
+  r.get("/v2", "/v2", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, {{"name", "dermal"}, {"version", "0.1.0"}, {"extensions", {"image_bytes_input"}}});
   });
   r.get("/v2/health/live", "/v2/health/live",

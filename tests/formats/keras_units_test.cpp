@@ -5,12 +5,17 @@
 #include <hdf5.h>
 #include <zip.h>
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 
 #include "formats/keras/keras_layer.h"
 #include "formats/keras/keras_weights.h"
+#include "formats/keras/trial_read.h"
 #include "formats/keras/zip_archive.h"
 #include "formats/keras_check.h"
 #include "error_check.h"
@@ -162,6 +167,31 @@ TEST(KerasFiles, NotAKerasModelIsRefusedClearly) {
   std::ofstream(h5_path, std::ios::binary) << empty_hdf5();
   expect_error([&] { formats::load_model(h5_path); }, {}, {"model_config"});
   std::remove(h5_path.c_str());
+}
+
+// Files on which Debian's HDF5 1.10 loops forever or reads out of bounds (found by fuzzing; the
+// reproducers are in fuzz/corpus/keras_h5): refused with a clear error, quickly.
+TEST(KerasFiles, CorruptHdf5IsRefusedNotHungOrCrashed) {
+  for (const char* name : {"global_heap_free_space_size_0", "global_heap_object_past_its_collection"}) {
+    const auto start = std::chrono::steady_clock::now();
+    expect_error([&] { formats::load_model(std::string(DERMAL_SOURCE_DIR) + "/fuzz/corpus/keras_h5/" + name); },
+                 {ErrorKind::invalid_model}, {"corrupt HDF5 global heap"});
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << name;
+  }
+}
+
+// The trial read in a child process: what the child throws comes back as it was; a child that
+// crashes or runs past its deadline becomes a clear error and leaves this process as it was.
+TEST(KerasTrialRead, ChildRefusalsCrashesAndHangsBecomeErrors) {
+  fk::trial_read_in_child([] {}, "a file", 5);
+  expect_error([] { fk::trial_read_in_child([] { throw Error(ErrorKind::unsupported, "layer 'x' (Lambda)"); }, "f", 5); },
+               {ErrorKind::unsupported}, {"layer 'x' (Lambda)"});
+  expect_error([] { fk::trial_read_in_child([] { std::raise(SIGKILL); }, "'m.h5'", 5); }, {ErrorKind::invalid_model},
+               {"'m.h5'", "crashed", "signal 9"});
+  const auto start = std::chrono::steady_clock::now();
+  expect_error([] { fk::trial_read_in_child([] { ::pause(); }, "'m.h5'", 0.3); }, {ErrorKind::invalid_model},
+               {"did not finish reading within"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
 struct ActivationCase {

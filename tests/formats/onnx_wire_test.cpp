@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <unistd.h>
+
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -231,6 +234,70 @@ TEST(OnnxWire, EmptyAndNonProtobufFilesAreRefused) {
   }
   expect_error([&] { formats::load_onnx(file.string()); }, {ErrorKind::invalid_model}, {"empty"});
   fs::remove(file);
+}
+
+// Tensors whose declared size the file cannot back (found by fuzz/onnx.cpp): a shape whose
+// element count overflows, an external data offset that is not a number, data shorter than the
+// shape. Each is refused with a clear error before any memory the shape asks for is allocated.
+TEST(OnnxWire, TensorsTheFileCannotBackAreRefusedBeforeAllocation) {
+  const fs::path dir = fs::temp_directory_path() / ("dermal_onnx_tensors_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "weights.bin", std::ios::binary) << std::string(64, '\0');
+  auto model_with = [&](const std::function<void(onnx::TensorProto&)>& edit) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(13);
+    onnx::GraphProto* g = m.mutable_graph();
+    g->set_name("g");
+    onnx::TensorProto* w = g->add_initializer();
+    w->set_name("w");
+    w->set_data_type(onnx::TensorProto::FLOAT);
+    w->add_dims(4);
+    w->add_float_data(1);
+    w->add_float_data(2);
+    w->add_float_data(3);
+    w->add_float_data(4);
+    edit(*w);
+    onnx::NodeProto* n = g->add_node();
+    n->set_op_type("Identity");
+    n->add_input("w");
+    n->add_output("y");
+    onnx::ValueInfoProto* out = g->add_output();
+    out->set_name("y");
+    out->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    return m.SerializeAsString();
+  };
+  auto load = [&](const std::string& bytes) { formats::load_onnx_array(bytes.data(), bytes.size(), dir.string()); };
+  EXPECT_NO_THROW(load(model_with([](onnx::TensorProto&) {})));
+  expect_error([&] { load(model_with([](onnx::TensorProto& w) {
+                 w.clear_dims();
+                 for (int i = 0; i < 3; ++i) w.add_dims(int64_t{1} << 30);
+               })); },
+               {ErrorKind::invalid_model}, {"tensor 'w'", "is too large"});
+  expect_error([&] { load(model_with([](onnx::TensorProto& w) { w.set_dims(0, int64_t{1} << 36); })); }, {ErrorKind::invalid_model},
+               {"tensor 'w': has 4 values", "needs 68719476736"});
+  auto external = [](const std::string& offset) {
+    return [offset](onnx::TensorProto& w) {
+      w.clear_float_data();
+      w.set_data_location(onnx::TensorProto::EXTERNAL);
+      auto* kv = w.add_external_data();
+      kv->set_key("location");
+      kv->set_value("weights.bin");
+      kv = w.add_external_data();
+      kv->set_key("offset");
+      kv->set_value(offset);
+      kv = w.add_external_data();
+      kv->set_key("length");
+      kv->set_value("16");
+    };
+  };
+  EXPECT_NO_THROW(load(model_with(external("48"))));
+  expect_error([&] { load(model_with(external("x12"))); }, {ErrorKind::invalid_model},
+               {"external data offset 'x12' is not a number of bytes"});
+  expect_error([&] { load(model_with(external("9223372036854775800"))); }, {ErrorKind::invalid_model},
+               {"is not a number of bytes"});
+  expect_error([&] { load(model_with(external("56"))); }, {ErrorKind::invalid_model}, {"external data range is outside"});
+  fs::remove_all(dir);
 }
 
 // Big buffers are placed for huge pages; every size is usable end to end (the sanitizer build

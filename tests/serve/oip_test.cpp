@@ -173,6 +173,14 @@ TEST_F(Oip, MalformedRequestsAre400) {
   auto unknown_output = input("image", {1}, "BYTES", {"aGVsbG8="});
   unknown_output["outputs"] = {{{"name", "softmax"}}};
   expect_400(infer(unknown_output), "unknown output 'softmax' (logits, probabilities)", "unknown output");
+  // Found by fuzz/oip_infer.cpp: numbers beyond a double's or a float's range, and nesting that
+  // would cost a recursion level a byte.
+  expect_400(client().Post(path.c_str(), R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[4e338]}]})",
+                           "application/json"),
+             "malformed JSON", "a number beyond a double");
+  expect_400(infer(input("input", {1}, "FP32", {1e39})), "FP32 data must be within float's range", "a number beyond a float");
+  expect_400(client().Post(path.c_str(), "{\"inputs\": " + std::string(40, '[') + std::string(40, ']') + "}", "application/json"),
+             "nested more than 32 levels deep", "deep nesting");
 }
 
 }  // namespace

@@ -3,6 +3,11 @@
 #include <hdf5.h>
 #include <hdf5_hl.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <mutex>
 
@@ -49,6 +54,72 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
+uint64_t little_endian(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// HDF5 1.10 (Debian 12's) never returns from reading a global heap collection ("GCOL", where
+// variable-length strings such as model_config live) in which an object's size makes the walk
+// over its objects stand still or go backwards (a free-space object of size 0, or a size that
+// wraps around), and reads out of bounds when an object runs past its collection (both found by
+// fuzz/keras_file.cpp). Each collection in the file is walked here first, as
+// H5HG__cache_heap_deserialize walks it, and such a file is refused before HDF5 sees it (the
+// trial read in a child process, formats/keras/trial_read.h, catches what this does not).
+void check_global_heaps(const uint8_t* data, size_t size, const std::string& what) {
+  if (size < 16) return;
+  // The superblock says how wide a length is (version 0/1: byte 14, version 2/3: byte 10).
+  const int version = data[8];
+  const int length_bytes = version <= 1 ? (size > 14 ? data[14] : 8) : data[10];
+  if (length_bytes != 2 && length_bytes != 4 && length_bytes != 8) return;  // HDF5 refuses the file itself
+  const uint64_t header = 8 + static_cast<uint64_t>(length_bytes);             // "GCOL", version, reserved, size
+  const uint64_t object_header = 8 + static_cast<uint64_t>(length_bytes);      // index, refs, reserved, size
+  for (const uint8_t* at = data; (at = static_cast<const uint8_t*>(memmem(at, size - (at - data), "GCOL", 4)));
+       at += 4) {
+    const uint64_t start = static_cast<uint64_t>(at - data);
+    if (start + header > size || at[4] != 1) continue;  // not a collection HDF5 would load
+    const uint64_t collection = little_endian(at + 8, length_bytes);
+    if (collection < header || collection > size - start) continue;  // HDF5 fails to read it: no loop
+    const uint64_t end = start + collection;
+    uint64_t p = start + header;
+    while (p < end) {
+      if (end - p < object_header) break;  // the rest is free space
+      const uint64_t index = little_endian(data + p, 2);
+      const uint64_t object = little_endian(data + p + 8, length_bytes);
+      // As HDF5 computes it, in 64-bit arithmetic that may wrap.
+      const uint64_t need = index > 0 ? object_header + ((object + 7) & ~uint64_t{7}) : object;
+      const uint64_t next = p + need;
+      if (next <= p || need > end - p)
+        throw Error(ErrorKind::invalid_model, what + " has a corrupt HDF5 global heap at byte " + std::to_string(start) +
+                                                  " (object " + std::to_string(index) + " of size " + std::to_string(object) +
+                                                  "): it runs past its collection or stands still");
+      p = next;
+    }
+  }
+}
+
+// The same for a file on disk, mapped for the walk.
+void check_global_heaps(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // H5Fopen reports it
+  struct stat st{};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map != MAP_FAILED) {
+      try {
+        check_global_heaps(static_cast<const uint8_t*>(map), static_cast<size_t>(st.st_size), "'" + path + "'");
+      } catch (...) {
+        ::munmap(map, static_cast<size_t>(st.st_size));
+        ::close(fd);
+        throw;
+      }
+      ::munmap(map, static_cast<size_t>(st.st_size));
+    }
+  }
+  ::close(fd);
+}
+
 }  // namespace
 
 Hdf5File::Hdf5File(int64_t id, std::string description, ReleaseRange release)
@@ -56,6 +127,7 @@ Hdf5File::Hdf5File(int64_t id, std::string description, ReleaseRange release)
 
 Hdf5File Hdf5File::open_path(const std::string& path) {
   quiet_hdf5();
+  check_global_heaps(path);
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) throw Error(ErrorKind::invalid_model, "'" + path + "' is not a readable HDF5 file");
   return Hdf5File(id, "'" + path + "'", nullptr);
@@ -64,6 +136,7 @@ Hdf5File Hdf5File::open_path(const std::string& path) {
 Hdf5File Hdf5File::open_memory(const void* data, size_t size, ReleaseRange release) {
   quiet_hdf5();
   if (!has_signature(data, size)) throw Error(ErrorKind::invalid_model, "the weights are not an HDF5 file");
+  check_global_heaps(static_cast<const uint8_t*>(data), size, "the weights file");
   // Neither copied nor freed by HDF5: the image stays where it is (the zip's mapping).
   hid_t id = H5LTopen_file_image(const_cast<void*>(data), size, H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE);
   if (id < 0) throw Error(ErrorKind::invalid_model, "the weights file (HDF5, " + std::to_string(size) + " bytes) does not open");

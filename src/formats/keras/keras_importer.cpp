@@ -6,6 +6,7 @@
 
 #include "formats/keras/hdf5_file.h"
 #include "formats/keras/keras_model.h"
+#include "formats/keras/trial_read.h"
 #include "formats/keras/zip_archive.h"
 
 namespace dermal::formats {
@@ -49,17 +50,13 @@ engine::Graph load_zip(const std::string& path, KerasModelInfo* info) {
   keras::ZipArchive zip = keras::ZipArchive::open(path);
   if (!zip.has("config.json"))
     throw Error(ErrorKind::invalid_model, "'" + path + "' is a zip archive but not a Keras model (no config.json)");
-  json model = parse_json(zip.read("config.json"), "'" + path + "': config.json");
   std::string version = "unknown";
   if (zip.has("metadata.json")) {
     json meta = parse_json(zip.read("metadata.json"), "'" + path + "': metadata.json");
     if (!string_field(meta, "keras_version").empty()) version = string_field(meta, "keras_version");
   }
-  if (info) {
-    info->container = "keras";
-    info->keras_version = version;
-    describe(model, info);
-  }
+  if (info) info->container = "keras";
+  const std::string config = zip.read("config.json");
   if (!zip.has("model.weights.h5"))
     throw Error(ErrorKind::invalid_model, "'" + path + "' has no model.weights.h5 (only the HDF5 weights format is supported)");
   keras::ZipArchive::Entry entry = zip.entry("model.weights.h5");
@@ -67,7 +64,7 @@ engine::Graph load_zip(const std::string& path, KerasModelInfo* info) {
   keras::Hdf5File file = keras::Hdf5File::open_memory(
       entry.data, entry.size, [&](uint64_t offset, uint64_t size) { zip.release(entry, offset, size); });
   auto weights = keras::keras3_weight_source(file);
-  return build_graph(model, *weights, version);
+  return load_keras_config(config, "'" + path + "': config.json", *weights, version, info);
 }
 
 engine::Graph load_h5(const std::string& path, KerasModelInfo* info) {
@@ -79,21 +76,32 @@ engine::Graph load_h5(const std::string& path, KerasModelInfo* info) {
                                             "saved with model.save()");
     throw Error(ErrorKind::invalid_model, "'" + path + "' is an HDF5 file but not a Keras model (no model_config attribute)");
   }
-  json model = parse_json(*config, "'" + path + "': model_config");
   std::string version = file.string_attr("", "keras_version").value_or("");
   if (version.empty() && file.is_group("model_weights")) version = file.string_attr("model_weights", "keras_version").value_or("");
   if (version.empty()) version = "unknown";
   if (info) {
     info->container = "hdf5";
-    info->keras_version = version;
     info->backend = file.string_attr("", "backend").value_or("");
-    describe(model, info);
   }
   auto weights = keras::legacy_weight_source(file);
-  return build_graph(model, *weights, version);
+  return load_keras_config(*config, "'" + path + "': model_config", *weights, version, info);
 }
 
 }  // namespace
+
+engine::Graph load_keras_config(const std::string& config_json, const std::string& what, const keras::WeightSource& weights,
+                                const std::string& version, KerasModelInfo* info) {
+  try {
+    json model = parse_json(config_json, what);
+    if (info) {
+      info->keras_version = version;
+      describe(model, info);
+    }
+    return build_graph(model, weights, version);
+  } catch (const json::exception& e) {  // a config with unexpected value types
+    throw Error(ErrorKind::invalid_model, what + ": " + e.what());
+  }
+}
 
 engine::Graph load_keras(const std::string& path, KerasModelInfo* info) {
   char head[8] = {};
@@ -102,14 +110,20 @@ engine::Graph load_keras(const std::string& path, KerasModelInfo* info) {
     if (!f) throw Error(ErrorKind::invalid_model, "cannot open model file '" + path + "'");
     f.read(head, sizeof head);
   }
+  const bool zip = keras::ZipArchive::has_signature(head, sizeof head);
+  if (!zip && !keras::Hdf5File::has_signature(head, sizeof head))
+    throw Error(ErrorKind::invalid_model, "'" + path + "' is neither a .keras zip nor an HDF5 file");
+  auto load = [&](KerasModelInfo* i) {
+    try {
+      return zip ? load_zip(path, i) : load_h5(path, i);
+    } catch (const json::exception& e) {  // metadata.json with unexpected value types
+      throw Error(ErrorKind::invalid_model, "'" + path + "': Keras metadata: " + e.what());
+    }
+  };
   std::lock_guard<std::mutex> lock(hdf5_mutex);
-  try {
-    if (keras::ZipArchive::has_signature(head, sizeof head)) return load_zip(path, info);
-    if (keras::Hdf5File::has_signature(head, sizeof head)) return load_h5(path, info);
-  } catch (const json::exception& e) {  // a config with unexpected value types
-    throw Error(ErrorKind::invalid_model, "'" + path + "': Keras config: " + e.what());
-  }
-  throw Error(ErrorKind::invalid_model, "'" + path + "' is neither a .keras zip nor an HDF5 file");
+  // HDF5 1.10 can crash or hang on a corrupt file: the file is read once in a child process first.
+  keras::trial_read_in_child([&] { load(nullptr); }, "'" + path + "'", keras::trial_read_deadline_s(path));
+  return load(info);
 }
 
 }  // namespace dermal::formats

@@ -29,4 +29,13 @@ struct KerasModelInfo {
 
 engine::Graph load_keras(const std::string& path, KerasModelInfo* info = nullptr);
 
+namespace keras {
+class WeightSource;
+}
+// What load_keras does once it has opened the container: the graph of a Keras model config (the
+// JSON of config.json or of model_config) over the file's weights. `what` names the config in
+// error messages. The caller holds HDF5 to one thread (Debian's HDF5 is the serial build).
+engine::Graph load_keras_config(const std::string& config_json, const std::string& what, const keras::WeightSource& weights,
+                                const std::string& version, KerasModelInfo* info = nullptr);
+
 }  // namespace dermal::formats
