@@ -29,6 +29,8 @@ TEST_PACKAGES=(
   python3-skimage
   # the browser test (tests/browser): Debian's Chromium, driven by playwright-core from npm
   chromium
+  # the fuzz targets (fuzz/): clang with libFuzzer and the sanitizers' runtimes, LLVM's OpenMP
+  clang libclang-rt-14-dev libomp-dev
 )
 
 case "${1:-}" in
