@@ -8,6 +8,8 @@
 #   fuzz/run.sh --seconds 600         # the longer run (docs: fuzz/README.md)
 #   fuzz/run.sh --seconds 60 --targets "onnx keras_h5"
 # The corpus each run grows is kept in BUILD/corpus/<target> and reused by the next run.
+# DERMAL_FUZZ_ASAN_OPTIONS adds to ASAN_OPTIONS (symbolize=0 shows what a machine without
+# llvm-symbolizer sees).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=10
@@ -49,7 +51,7 @@ run_one() {
   # -rss_limit_mb: a finding above 2 GiB (the decoders' and readers' own limits are far lower);
   # leaks are findings (-detect_leaks=1), but for HDF5's own (fuzz/lsan.supp).
   DERMAL_FUZZ_KERAS_MODEL="$build/seeds/keras_config_weights.keras" OMP_NUM_THREADS=1 \
-    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 LSAN_OPTIONS=suppressions=fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1${DERMAL_FUZZ_ASAN_OPTIONS:+:$DERMAL_FUZZ_ASAN_OPTIONS} LSAN_OPTIONS=suppressions=fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$build/fuzz/fuzz_$t" "$corpus" "$build/seeds/$t" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=25 \
     -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "${extra[@]}" \
     >"$build/logs/$t.log" 2>&1
@@ -60,6 +62,7 @@ export build seconds
 rm -f "$build/logs/failed"
 echo "== fuzzing: $seconds s a target, $jobs at a time =="
 status=0
+reports=""
 printf '%s\n' $targets | xargs -P "$jobs" -I{} bash -c 'run_one {} || echo "{}" >>"$build/logs/failed"' || true
 printf '%-14s %12s %10s %8s %8s %s\n' target executions exec/s cov features result
 for t in $targets; do
@@ -72,8 +75,10 @@ for t in $targets; do
   if grep -qx "$t" "$build/logs/failed" 2>/dev/null; then
     result="FINDING: see $log and $build/artifacts/$t-*"
     status=1
+    reports+="== $t: the end of $log"$'\n'"$(tail -n 60 "$log")"$'\n'
   fi
   printf '%-14s %12s %10s %8s %8s %s\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "$result"
 done
 rm -f "$build/logs/failed"
+if [ -n "${reports:-}" ]; then printf '%s' "$reports"; fi
 exit $status
