@@ -77,13 +77,17 @@ void Graph::finalize() {
   for (const auto& [name, t] : constants) defined.insert(name);
   for (const auto& [name, info] : held_by_ops) defined.insert(name);
   std::map<std::string, size_t> producer_of;
-  for (size_t i = 0; i < nodes.size(); ++i)
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    // The graph passes and the planner take a node's first output as its result.
+    if (nodes[i].outputs.empty() || nodes[i].outputs[0].empty())
+      throw Error(ErrorKind::invalid_model, "node '" + nodes[i].name + "' (" + nodes[i].type + ") has no output");
     for (const auto& o : nodes[i].outputs) {
       if (o.empty()) continue;
       if (defined.count(o) || producer_of.count(o))
         throw Error(ErrorKind::invalid_model, "tensor '" + o + "' is defined more than once (node '" + nodes[i].name + "')");
       producer_of[o] = i;
     }
+  }
   // Kahn's algorithm, keeping the file's order among ready nodes.
   std::vector<int> missing(nodes.size(), 0);
   std::vector<std::vector<size_t>> readers(nodes.size());
@@ -132,7 +136,9 @@ int remove_identities(Graph& g) {
   int removed = 0;
   for (size_t i = 0; i < g.nodes.size();) {
     Node& n = g.nodes[i];
-    bool passthrough = n.type == "Identity" || (n.type == "Dropout" && (n.outputs.size() == 1 || n.outputs[1].empty()));
+    // (finalize refuses a node without an output; the check is here too for graphs built without it)
+    const bool passthrough = !n.outputs.empty() && (n.type == "Identity" || (n.type == "Dropout" && (n.outputs.size() == 1 ||
+                                                                                                      n.outputs[1].empty())));
     // Keep it when its output is a graph output: the name must survive.
     if (passthrough && !n.inputs.empty() && !n.inputs[0].empty() && !g.is_output(n.outputs[0])) {
       std::string from = n.outputs[0], to = n.inputs[0];
@@ -154,6 +160,7 @@ int fold_batchnorm_into_conv(Graph& g) {
     const Node* conv_ptr = g.producer(bn.inputs[0]);
     if (!conv_ptr || conv_ptr->type != "Conv") continue;
     Node& conv = const_cast<Node&>(*conv_ptr);
+    if (conv.inputs.size() < 2 || conv.outputs.size() != 1) continue;  // the op refuses it when planned
     const std::string& mid = bn.inputs[0];
     if (g.consumers(mid).size() != 1 || g.is_output(mid)) continue;
     if (!g.is_constant(conv.inputs[1]) || (conv.inputs.size() > 2 && !conv.inputs[2].empty() && !g.is_constant(conv.inputs[2])))

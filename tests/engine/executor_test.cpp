@@ -9,6 +9,7 @@
 #include "engine/executor.h"
 #include "engine/op_check.h"
 #include "engine/planner.h"
+#include "error_check.h"
 
 namespace dermal::test {
 namespace {
@@ -63,6 +64,18 @@ std::shared_ptr<Graph> chain_graph() {
   g->outputs.push_back({"y", DType::f32, {}});
   g->finalize();
   return g;
+}
+
+// A node without an output (found by fuzz/onnx.cpp: an Identity with none reached the passes,
+// which take a node's first output as its result) is refused when the graph is finalized.
+TEST(Graph, NodeWithoutOutputIsRefused) {
+  for (const std::vector<std::string>& outputs : {std::vector<std::string>{}, std::vector<std::string>{""}}) {
+    Graph g;
+    g.inputs.push_back({"x", DType::f32, {1, 3}});
+    g.add_node("Identity", "lost", {"x"}, outputs, Attributes{}, 13);
+    g.outputs.push_back({"x", DType::f32, {}});
+    expect_error([&] { g.finalize(); }, {ErrorKind::invalid_model}, {"node 'lost' (Identity) has no output"});
+  }
 }
 
 double chain_value(double x) { return std::exp(std::tanh(1.0 / (1.0 + std::exp(std::max(x, 0.0))))); }

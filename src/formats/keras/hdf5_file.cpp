@@ -277,6 +277,20 @@ Dataset open_dataset(hid_t file, const std::string& path, const std::string& wha
   if (rank < 0) throw Error(ErrorKind::invalid_model, what + " has no simple shape");
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  // The values it declares must be what it stores (found by fuzz/keras_file.cpp: a shape of 2^52
+  // values in a 30 KB file), before anything is allocated for them: at most 2^31, and no more than
+  // deflate could expand the stored bytes to (about 1032:1).
+  uint64_t count = 1;
+  for (hsize_t n : dims) {
+    if (n > 0 && count > (uint64_t{1} << 31) / n)
+      throw Error(ErrorKind::invalid_model, what + " declares more than 2^31 values");
+    count *= n;
+  }
+  const uint64_t stored = H5Dget_storage_size(d.id.get());
+  const uint64_t bytes = count * H5Tget_size(type.get());
+  if (count > 0 && (stored == 0 || bytes > stored * 2048 + 4096))
+    throw Error(ErrorKind::invalid_model, what + " declares " + std::to_string(count) + " values but stores " + std::to_string(stored) +
+                                              " bytes");
   d.shape.assign(dims.begin(), dims.end());
   return d;
 }

@@ -1,6 +1,7 @@
 // Pooling, padding, cropping and shape layers, and the layers that do nothing at inference.
 // Flatten, Reshape and Permute see Keras' channels-last order: an image tensor is transposed
 // back to N,H,W,C first.
+#include <algorithm>
 #include <limits>
 
 #include "formats/keras/keras_layer.h"
@@ -80,6 +81,14 @@ KTensor permute(LayerCall& c) {
   const KTensor& x = c.in();
   std::vector<int64_t> keras = {0};
   for (int64_t d : c.ints("dims", static_cast<size_t>(x.rank - 1), {})) keras.push_back(d);
+  // A permutation of the axes after the batch (found by fuzz/keras_file.cpp: dims [1, 4, 2] on a
+  // 4-D input indexed past the tables below).
+  std::vector<int64_t> sorted(keras.begin() + 1, keras.end());
+  std::sort(sorted.begin(), sorted.end());
+  bool is_permutation = static_cast<int64_t>(sorted.size()) == x.rank - 1;
+  for (size_t i = 0; i < sorted.size(); ++i) is_permutation = is_permutation && sorted[i] == static_cast<int64_t>(i) + 1;
+  if (!is_permutation)
+    c.fail("config 'dims' must be a permutation of 1.." + std::to_string(x.rank - 1), ErrorKind::invalid_model);
   std::vector<int64_t> perm = keras;
   if (x.rank == 4) {  // stored axis i holds Keras axis m[i]; Keras axis a sits at stored inv[a]
     const int64_t m[4] = {0, 3, 1, 2}, inv[4] = {0, 2, 3, 1};
