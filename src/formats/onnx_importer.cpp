@@ -192,27 +192,20 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base
     fill_from_raw(raw, elem, t, what);
     return t;
   }
-  const int count = elem == onnx::TensorProto::FLOAT                                            ? proto.float_data_size()
-                    : elem == onnx::TensorProto::DOUBLE                                         ? proto.double_data_size()
-                    : elem == onnx::TensorProto::INT64                                          ? proto.int64_data_size()
-                    : elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32 ? proto.uint64_data_size()
-                                                                                                 : proto.int32_data_size();
-  if (count != n)
-    throw Error(ErrorKind::invalid_model, what + ": has " + std::to_string(count) + " values, shape " + engine::shape_str(shape) +
-                                              " needs " + std::to_string(n));
-  Tensor t = Tensor::uninitialized(dtype, shape);  // every element is written below
-  if (elem == onnx::TensorProto::FLOAT) {
-    std::copy(proto.float_data().begin(), proto.float_data().end(), t.data<float>());
-  } else if (elem == onnx::TensorProto::DOUBLE) {
-    std::copy(proto.double_data().begin(), proto.double_data().end(), t.data<double>());
-  } else if (elem == onnx::TensorProto::INT64) {
-    std::copy(proto.int64_data().begin(), proto.int64_data().end(), t.data<int64_t>());
-  } else if (elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32) {
-    std::copy(proto.uint64_data().begin(), proto.uint64_data().end(), t.data<int64_t>());
-  } else {  // int32_data holds every narrower integer type and bool
-    std::copy(proto.int32_data().begin(), proto.int32_data().end(), t.data<int64_t>());
-  }
-  return t;
+  // The typed fields: as many values as the shape needs, checked before the allocation.
+  auto from_values = [&](const auto& values, auto element) {
+    if (values.size() != n)
+      throw Error(ErrorKind::invalid_model, what + ": has " + std::to_string(values.size()) + " values, shape " +
+                                                engine::shape_str(shape) + " needs " + std::to_string(n));
+    Tensor t = Tensor::uninitialized(dtype, shape);
+    std::copy(values.begin(), values.end(), t.data<decltype(element)>());
+    return t;
+  };
+  if (elem == onnx::TensorProto::FLOAT) return from_values(proto.float_data(), float{});
+  if (elem == onnx::TensorProto::DOUBLE) return from_values(proto.double_data(), double{});
+  if (elem == onnx::TensorProto::INT64) return from_values(proto.int64_data(), int64_t{});
+  if (elem == onnx::TensorProto::UINT64 || elem == onnx::TensorProto::UINT32) return from_values(proto.uint64_data(), int64_t{});
+  return from_values(proto.int32_data(), int64_t{});  // int32_data holds every narrower integer type and bool
 }
 
 namespace {

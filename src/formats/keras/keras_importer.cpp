@@ -113,13 +113,8 @@ engine::Graph load_keras(const std::string& path, KerasModelInfo* info) {
   const bool zip = keras::ZipArchive::has_signature(head, sizeof head);
   if (!zip && !keras::Hdf5File::has_signature(head, sizeof head))
     throw Error(ErrorKind::invalid_model, "'" + path + "' is neither a .keras zip nor an HDF5 file");
-  auto load = [&](KerasModelInfo* i) {
-    try {
-      return zip ? load_zip(path, i) : load_h5(path, i);
-    } catch (const json::exception& e) {  // metadata.json with unexpected value types
-      throw Error(ErrorKind::invalid_model, "'" + path + "': Keras metadata: " + e.what());
-    }
-  };
+  // (JSON type errors are turned into errors by load_keras_config; metadata.json is read safely.)
+  auto load = [&](KerasModelInfo* i) { return zip ? load_zip(path, i) : load_h5(path, i); };
   std::lock_guard<std::mutex> lock(hdf5_mutex);
   // HDF5 1.10 can crash or hang on a corrupt file: the file is read once in a child process first.
   keras::trial_read_in_child([&] { load(nullptr); }, "'" + path + "'", keras::trial_read_deadline_s(path));
