@@ -170,6 +170,8 @@ const std::vector<Setting>& settings() {
                 "Connections open at once, all clients (503 above)"),
         integer("MAX_CONNECTIONS_PER_CLIENT", "--max-connections-per-client", &ServeConfig::max_connections_per_client, 1,
                 100'000, "Connections open at once from one client address (503 above)"),
+        integer("LISTEN_BACKLOG", "--listen-backlog", &ServeConfig::listen_backlog, 1, 65'535,
+                "Connections the kernel holds until the server accepts them (capped by net.core.somaxconn)"),
         number("HEADER_TIMEOUT_S", "--header-timeout-s", &ServeConfig::header_timeout_s, 0, 3600,
                "Seconds from a request's first byte to the end of its headers (408 after)"),
         number("BODY_TIMEOUT_S", "--body-timeout-s", &ServeConfig::body_timeout_s, 0, 3600,

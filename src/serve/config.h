@@ -45,6 +45,7 @@ struct ServeConfig {
   // Connections (serve/http_core.h): caps, and deadlines that trickled bytes cannot renew.
   int max_connections = 512;        // MAX_CONNECTIONS: open at once (503 above)
   int max_connections_per_client = 32;  // MAX_CONNECTIONS_PER_CLIENT: open at once from one address
+  int listen_backlog = 511;         // LISTEN_BACKLOG: connections the kernel holds until accepted
   double header_timeout_s = 10;     // HEADER_TIMEOUT_S: a request's whole line and headers (408 after)
   double body_timeout_s = 60;       // BODY_TIMEOUT_S: a request's whole body (408 after)
   double keep_alive_timeout_s = 5;  // KEEP_ALIVE_TIMEOUT_S: idle between requests

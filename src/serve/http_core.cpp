@@ -224,6 +224,16 @@ HttpCore::HttpCore(const ConnectionLimits& limits, int threads, std::function<vo
   for (int i = 0; i < std::max(1, threads); ++i) workers_.emplace_back([this] { worker(); });
 }
 
+int HttpCore::bind_and_listen(const std::string& host, int port) {
+  const int bound = port == 0 ? bind_to_any_port(host) : (bind_to_port(host, port) ? port : -1);
+  if (bound <= 0) return -1;
+  // httplib listens with a backlog of 5: a burst of new clients while the accept thread waits for
+  // a core (the model computing on both) overflows it, and the kernel drops their handshakes,
+  // which clients retry only after 1 s, then 3 s. Listening again on the socket sets the backlog.
+  if (::listen(svr_sock_, std::max(1, limits_.listen_backlog)) != 0) return -1;
+  return bound;
+}
+
 HttpCore::~HttpCore() {
   stopping_ = true;
   const uint64_t one = 1;

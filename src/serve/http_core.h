@@ -39,6 +39,7 @@ namespace dermal::serve {
 struct ConnectionLimits {
   int max_connections = 512;            // open at once, all clients (503 above)
   int max_connections_per_client = 32;  // open at once from one address (503 above)
+  int listen_backlog = 511;             // connections the kernel holds before they are accepted
   double header_timeout_s = 10;         // from a request's first byte to the end of its headers (408)
   double body_timeout_s = 60;           // from the end of the headers to the end of the body (408)
   double keep_alive_timeout_s = 5;      // idle between requests before the connection is closed
@@ -94,6 +95,9 @@ class HttpCore : public httplib::Server {
   // Idle connections are closed now; those sending a request finish it (within their deadlines)
   // and are closed after their answer. New connections are refused once stop() closes the listener.
   void begin_drain();
+  // Binds HOST:PORT (port 0: any free port) and listens with limits().listen_backlog; returns the
+  // port, or -1 when it cannot bind.
+  int bind_and_listen(const std::string& host, int port);
   // After listen_after_bind has returned: waits until no connection is left, then stops the loop.
   void wait_drained();
   int open_connections() const;

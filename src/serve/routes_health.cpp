@@ -41,7 +41,8 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   j["queue"] = {{"waiting", ctx.queue.waiting()}, {"busy", ctx.queue.busy()}, {"max", ctx.config.max_queue}};
   j["connections"] = {{"open", ctx.open_connections()},
                       {"max", ctx.config.max_connections},
-                      {"max_per_client", ctx.config.max_connections_per_client}};
+                      {"max_per_client", ctx.config.max_connections_per_client},
+                      {"listen_backlog", ctx.config.listen_backlog}};
   j["draining"] = ctx.draining.load();
   for (const auto& [name, value] : config_values(ctx.config)) j["config"][name] = value;
   for (const auto& [name, source] : ctx.config.sources) j["config_sources"][name] = setting_source_name(source);

@@ -112,6 +112,7 @@ static ConnectionLimits connection_limits(const ServeConfig& c) {
   ConnectionLimits l;
   l.max_connections = c.max_connections;
   l.max_connections_per_client = c.max_connections_per_client;
+  l.listen_backlog = c.listen_backlog;
   l.header_timeout_s = c.header_timeout_s;
   l.body_timeout_s = c.body_timeout_s;
   l.keep_alive_timeout_s = c.keep_alive_timeout_s;
@@ -239,13 +240,7 @@ Server::~Server() {
 
 int Server::bind() {
   const ServeConfig& c = impl_->ctx.config;
-  int port = c.port;
-  if (port == 0) {
-    port = impl_->http.bind_to_any_port(c.host);
-    if (port < 0) port = 0;
-  } else if (!impl_->http.bind_to_port(c.host, port)) {
-    port = 0;
-  }
+  const int port = impl_->http.bind_and_listen(c.host, c.port);
   if (port <= 0)
     throw Error(ErrorKind::invalid_input,
                 "cannot listen on " + c.host + ":" + std::to_string(c.port) + " (HOST/PORT): in use or not an address of this machine");
