@@ -204,15 +204,15 @@ void normalize01(std::vector<float>& map) {
 std::vector<float> score_cam(const Tensor& x, bool nhwc, const Tensor& activation, int class_index, int batch,
                              const std::function<Tensor(const Tensor&)>& logits_of) {
   const engine::Shape& xs = x.shape();
-  const int64_t H = nhwc ? xs[1] : xs[2], W = nhwc ? xs[2] : xs[3];
+  const int64_t H = nhwc ? xs[1] : xs[2], W = nhwc ? xs[2] : xs[3], channels = nhwc ? xs[3] : xs[1];
   const engine::Shape& as = activation.shape();
   const int64_t C = as[1], h = as[2], w = as[3];
   batch = std::max(1, std::min<int>(batch, static_cast<int>(C)));
-  const int64_t plane = H * W, image = 3 * plane;
+  const int64_t plane = H * W, image = channels * plane;
   const float* a = activation.data<float>();
   const float* xp = x.data<float>();
   std::vector<float> weights(static_cast<size_t>(C), 0.f);
-  Tensor masked = Tensor::zeros(engine::DType::f32, nhwc ? engine::Shape{batch, H, W, 3} : engine::Shape{batch, 3, H, W});
+  Tensor masked = Tensor::zeros(engine::DType::f32, nhwc ? engine::Shape{batch, H, W, channels} : engine::Shape{batch, channels, H, W});
   for (int64_t k0 = 0; k0 < C; k0 += batch) {
     const int64_t n = std::min<int64_t>(batch, C - k0);
     std::vector<bool> flat(static_cast<size_t>(n), false);
@@ -225,8 +225,8 @@ std::vector<float> score_cam(const Tensor& x, bool nhwc, const Tensor& activatio
       float* dst = masked.data<float>() + b * image;
       for (int64_t i = 0; i < plane; ++i) {
         const float mask = flat[b] ? 0.f : (up.values[i] - min) / range;
-        for (int64_t c = 0; c < 3; ++c) {
-          const int64_t at = nhwc ? i * 3 + c : c * plane + i;
+        for (int64_t c = 0; c < channels; ++c) {
+          const int64_t at = nhwc ? i * channels + c : c * plane + i;
           dst[at] = xp[at] * mask;
         }
       }

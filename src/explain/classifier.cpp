@@ -39,10 +39,11 @@ vision::Preprocess to_vision(const formats::PreprocessSpec& s) {
   p.std = s.std;
   p.bgr = s.bgr;
   p.nhwc = s.nhwc;
+  p.channels = s.channels;
   return p;
 }
 
-// Mirrors an input tensor ([1,3,H,W] or [1,H,W,3]) left-right.
+// Mirrors an input tensor ([1,C,H,W] or [1,H,W,C]) left-right.
 Tensor flip_width(const Tensor& t, bool nhwc) {
   Tensor out = t.clone();
   const Shape& s = t.shape();
@@ -86,7 +87,7 @@ Classifier::~Classifier() = default;
 
 Shape Classifier::input_shape(int64_t batch) const {
   const auto& p = card_.preprocess;
-  return p.nhwc ? Shape{batch, p.height, p.width, 3} : Shape{batch, 3, p.height, p.width};
+  return p.nhwc ? Shape{batch, p.height, p.width, p.channels} : Shape{batch, p.channels, p.height, p.width};
 }
 
 std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, const std::string& card_path,

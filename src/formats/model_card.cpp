@@ -100,9 +100,12 @@ ModelCard card_from_json(const json& j, const std::string& source) {
     card.input_name = in.value("name", "");
     card.preprocess.width = side(in, "width", source);
     card.preprocess.height = side(in, "height", source);
-    std::string layout = in.value("layout", "nchw");
-    if (layout != "nchw" && layout != "nhwc") bad_card(source, "input.layout must be nchw or nhwc");
-    card.preprocess.nhwc = layout == "nhwc";
+    card.stated_layout = in.value("layout", "");
+    if (!card.stated_layout.empty() && card.stated_layout != "nchw" && card.stated_layout != "nhwc")
+      bad_card(source, "input.layout must be nchw or nhwc");
+    card.stated_channels = in.value("channels", 0);
+    if (in.contains("channels") && card.stated_channels != 1 && card.stated_channels != 3)
+      bad_card(source, "input.channels must be 1 (grayscale) or 3 (RGB)");
   }
   if (j.contains("preprocess")) {
     const json& p = j["preprocess"];
@@ -187,10 +190,21 @@ void reconcile(ModelCard& card, const LoadedModel& model) {
     throw Error(ErrorKind::unsupported, "input '" + input->name + "' has shape " + engine::shape_str(input->shape) +
                                             ": an image model needs a 4-D input");
   PreprocessSpec& p = card.preprocess;
-  // The layout: a 3 in the channel position of one layout and not the other decides it.
+  // The layout as the model declares it (or the card states it), never guessed from sizes alone:
+  // a guess can put the channels on the width axis.
   const engine::Shape& s = input->shape;
-  if (s[1] == 3 && s[3] != 3) p.nhwc = false;
-  if (s[3] == 3 && s[1] != 3) p.nhwc = true;
+  const std::string layout = card.stated_layout.empty() ? image_layout(model, input->name) : card.stated_layout;
+  p.nhwc = layout == "nhwc";
+  const int64_t channels = p.nhwc ? s[3] : s[1];
+  if (card.stated_channels && channels > 0 && channels != card.stated_channels)
+    bad_card(card.source, "input.channels " + std::to_string(card.stated_channels) + " but the model's input '" + input->name +
+                              "' has " + std::to_string(channels) + " (shape " + engine::shape_str(s) + ", " + layout + ")");
+  p.channels = card.stated_channels ? card.stated_channels : channels > 0 ? static_cast<int>(channels) : 3;
+  if (p.channels != 1 && p.channels != 3)
+    throw Error(ErrorKind::unsupported, "input '" + input->name + "' has shape " + engine::shape_str(s) + ", read as " + layout +
+                                            ": " + std::to_string(p.channels) +
+                                            " channels, and Dermal feeds images with 1 (grayscale) or 3 (RGB); if the "
+                                            "channels are on the other axis, say input.layout in the model card");
   const int64_t h = p.nhwc ? s[1] : s[2], w = p.nhwc ? s[2] : s[3];
   if (h > 0) {
     if (p.height && p.height != h) bad_card(card.source, "input height " + std::to_string(p.height) + " but the model takes " + std::to_string(h));

@@ -9,7 +9,8 @@
 //
 // JSON fields (all but labels optional):
 //   labels: [{code, name, malignant}] or ["akiec", ...]
-//   input: {name, width, height, layout: "nchw" | "nhwc"}
+//   input: {name, width, height, layout: "nchw" | "nhwc", channels: 1 | 3}: what the card leaves
+//     out comes from the model (its declared layout, the channel axis of its input's shape)
 //   preprocess: {mode: "caffe" | "tf" | "torch" | "raw"} or {resize: "bilinear" | "area" |
 //     "nearest", keep_aspect, scale, mean[3], std[3], channel_order: "rgb" | "bgr"}:
 //     x = (pixel * scale - mean) / std, per channel
@@ -40,6 +41,7 @@ struct PreprocessSpec {
   std::array<double, 3> std{1, 1, 1};
   bool bgr = false;
   bool nhwc = false;
+  int channels = 3;  // 1: grayscale (ITU-R 601 luma, as PIL's convert("L")), 3: RGB (or BGR)
 };
 
 struct ModelCard {
@@ -49,6 +51,8 @@ struct ModelCard {
   std::string source;  // where the card came from: a file path, "onnx metadata" or "defaults"
   std::vector<LabelInfo> labels;
   std::string input_name;
+  std::string stated_layout;  // input.layout as the card states it; "" leaves it to the model
+  int stated_channels = 0;    // input.channels as the card states it; 0 leaves it to the model
   PreprocessSpec preprocess;
   std::string explain_layer = "auto";
   double temperature = 1.0;

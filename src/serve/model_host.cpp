@@ -45,6 +45,7 @@ explain::Classifier& ModelHost::get() {
   s.layout = card.preprocess.nhwc ? "nhwc" : "nchw";
   s.input_width = card.preprocess.width;
   s.input_height = card.preprocess.height;
+  s.input_channels = card.preprocess.channels;
   s.format = c->model().format;
   s.producer = c->model().producer;
   s.explain_layer = c->resolve_layer(card.explain_layer);

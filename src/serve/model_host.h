@@ -25,7 +25,7 @@ class ModelHost {
     double load_ms = 0;
     std::vector<formats::LabelInfo> labels;
     std::string input_name, layout;  // "nchw" | "nhwc"
-    int input_width = 0, input_height = 0;
+    int input_width = 0, input_height = 0, input_channels = 3;
     std::string format, producer, explain_layer;
     size_t weight_bytes = 0, planned_activation_bytes = 0;
     nlohmann::json lesion_check;  // mode, whether statistics are loaded, their file, threshold, size

@@ -33,7 +33,8 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   if (s.loaded) {
     j["model"]["format"] = s.format;
     j["model"]["explain_layer"] = s.explain_layer;
-    j["model"]["input"] = {{"name", s.input_name}, {"width", s.input_width}, {"height", s.input_height}, {"layout", s.layout}};
+    j["model"]["input"] = {{"name", s.input_name}, {"width", s.input_width}, {"height", s.input_height},
+                               {"channels", s.input_channels}, {"layout", s.layout}};
     j["lesion_check"] = s.lesion_check;
   }
   j["threads"] = {{"compute", ctx.config.threads > 0 ? ctx.config.threads : engine::dnnl_util::threads()},

@@ -67,7 +67,8 @@ void compute(Context& ctx, InferJob& job) {
     }
   } else if (in.name == card.input_name) {
     const auto& p = card.preprocess;
-    const std::vector<int64_t> item = p.nhwc ? std::vector<int64_t>{p.height, p.width, 3} : std::vector<int64_t>{3, p.height, p.width};
+    const std::vector<int64_t> item = p.nhwc ? std::vector<int64_t>{p.height, p.width, p.channels}
+                                             : std::vector<int64_t>{p.channels, p.height, p.width};
     if (in.datatype != "FP32" || in.shape.size() != 4 || !std::equal(item.begin(), item.end(), in.shape.begin() + 1))
       bad_request("input '" + in.name + "' must be FP32 of shape [N, " + std::to_string(item[0]) + ", " + std::to_string(item[1]) +
                   ", " + std::to_string(item[2]) + "]");
@@ -105,8 +106,8 @@ void model_metadata(Context& ctx, const httplib::Request& req, httplib::Response
   run_on_worker(ctx, [&ctx] { loaded_classifier(ctx); });
   const auto s = ctx.model.snapshot();
   const int64_t classes = static_cast<int64_t>(s.labels.size());
-  const std::vector<int64_t> input = s.layout == "nhwc" ? std::vector<int64_t>{-1, s.input_height, s.input_width, 3}
-                                                        : std::vector<int64_t>{-1, 3, s.input_height, s.input_width};
+  const std::vector<int64_t> input = s.layout == "nhwc" ? std::vector<int64_t>{-1, s.input_height, s.input_width, s.input_channels}
+                                                        : std::vector<int64_t>{-1, s.input_channels, s.input_height, s.input_width};
   nlohmann::json image = tensor_meta("image", "BYTES", {-1});
   image["parameters"] = {{"content", "encoded image files (JPEG, PNG, WebP), base64 in JSON"}};
   nlohmann::json labels = nlohmann::json::array();

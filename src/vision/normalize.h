@@ -7,7 +7,9 @@
 //   engine::Tensor x = to_input_tensor(img, p); // f32 [1,3,192,192]
 //
 // Each value is (pixel * scale - mean[c]) / std[c], computed in double and rounded to float
-// once. With bgr, channel c of the tensor holds B, G, R for c = 0, 1, 2, and mean/std are read
+// once. A 1-channel model gets the image's luma, as PIL's convert("L") computes it (ITU-R 601,
+// rounded to a byte) before the resize, as `Image.open(f).convert("L").resize(...)` does; mean[0]
+// and std[0] apply. With bgr, channel c of the tensor holds B, G, R for c = 0, 1, 2, and mean/std are read
 // in that (tensor) order: Keras' 'caffe' preprocessing is bgr, scale 1,
 // mean {103.939, 116.779, 123.68}, std {1, 1, 1}.
 #pragma once
@@ -28,16 +30,20 @@ struct Preprocess {
   std::array<double, 3> mean{0.0, 0.0, 0.0};
   std::array<double, 3> std{1.0, 1.0, 1.0};
   bool bgr = false;
-  bool nhwc = false;  // [1,H,W,3] (Keras) instead of [1,3,H,W]
+  bool nhwc = false;  // [1,H,W,C] (Keras) instead of [1,C,H,W]
+  int channels = 3;   // 3: RGB (or BGR); 1: grayscale
 };
+
+// The image's luma in all three channels (ITU-R 601 weights in PIL's 16-bit fixed point).
+Image to_grayscale(const Image& img);
 
 // Throws invalid_input for a size outside 1..65536, a zero or non-finite std, or NaN values.
 void validate(const Preprocess& p);
 
-// The resize (and optional crop) step alone: the image exactly as the model sees it.
+// The grayscale (for 1 channel), resize and optional crop steps: the image as the model sees it.
 Image model_view(const Image& img, const Preprocess& p);
 
-// model_view, then scale/normalise into a float32 tensor, NCHW [1,3,H,W] or NHWC [1,H,W,3].
+// model_view, then scale/normalise into a float32 tensor, NCHW [1,C,H,W] or NHWC [1,H,W,C].
 engine::Tensor to_input_tensor(const Image& img, const Preprocess& p);
 
 }  // namespace dermal::vision

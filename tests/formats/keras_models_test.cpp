@@ -91,7 +91,7 @@ std::vector<ModelFormat> both_formats(const std::vector<std::string>& models) {
 
 INSTANTIATE_TEST_SUITE_P(KerasRef, KerasArchitecture,
                          ::testing::ValuesIn(both_formats({"mobilenet_v2", "resnet50", "efficientnet_b0", "densenet121",
-                                                           "inception_v3", "xception"})),
+                                                           "inception_v3", "xception", "zoo_gray"})),
                          param_name);
 
 // The small models: every other layer type, odd sizes; Teachable Machine's nesting; a base
@@ -105,7 +105,8 @@ TEST_P(KerasSmallModel, OutputMatchesTfjs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(KerasRef, KerasSmallModel,
-                         ::testing::ValuesIn(both_formats({"zoo_a", "zoo_b", "teachable_machine", "transfer"})), param_name);
+                         ::testing::ValuesIn(both_formats({"zoo_a", "zoo_b", "teachable_machine", "transfer", "zoo_preprocess"})),
+                         param_name);
 
 // Real files are messier than the documentation: each variant loads and computes the same.
 class KerasMessyFile : public ::testing::TestWithParam<ModelFormat> {};

@@ -12,7 +12,7 @@ namespace {
 TEST(ModelCard, ReadsEveryField) {
   const formats::ModelCard c = formats::parse_model_card(R"({
     "name": "skinnet", "labels": ["akiec", {"code": "mel", "name": "Melanoma", "malignant": true}],
-    "input": {"name": "input", "width": 224, "height": 192, "layout": "nhwc"},
+    "input": {"name": "input", "width": 224, "height": 192, "layout": "nhwc", "channels": 1},
     "preprocess": {"mode": "torch", "resize": "area", "keep_aspect": true, "channel_order": "bgr"},
     "explain": {"layer": "features.18"}, "temperature": 0.9, "metrics": {"balanced_accuracy": 0.7}})",
                                                          "card.json");
@@ -22,7 +22,8 @@ TEST(ModelCard, ReadsEveryField) {
   EXPECT_TRUE(c.labels[1].malignant);
   EXPECT_EQ(c.preprocess.width, 224);
   EXPECT_EQ(c.preprocess.height, 192);
-  EXPECT_TRUE(c.preprocess.nhwc);
+  EXPECT_EQ(c.stated_layout, "nhwc");  // the model's own layout and channels are reconciled at load
+  EXPECT_EQ(c.stated_channels, 1);
   EXPECT_TRUE(c.preprocess.bgr);
   EXPECT_EQ(c.preprocess.resize, "area");
   EXPECT_DOUBLE_EQ(c.preprocess.std[0], 0.229);
@@ -38,6 +39,8 @@ TEST(ModelCard, MalformedCardsAreRefusedNamingTheField) {
       {R"({"labels": ["a"], "input": {"width": 1e300}})", "input.width must be a whole number of pixels, at most 16384"},
       {R"({"labels": ["a"], "input": {"height": -3}})", "input.height must be a whole number"},
       {R"({"labels": ["a"], "input": {"width": 100000}})", "input.width"},
+      {R"({"labels": ["a"], "input": {"layout": "hwc"}})", "input.layout must be nchw or nhwc"},
+      {R"({"labels": ["a"], "input": {"channels": 4}})", "input.channels must be 1 (grayscale) or 3 (RGB)"},
       {R"({"labels": ["a"], "preprocess": 7})", "preprocess must be an object"},
       {R"({"labels": ["a"], "preprocess": {"mode": 1}})", "a field has the wrong type"},
       {R"({"labels": ["a"], "preprocess": {"mean": [0, 0, 1e999]}})", "is not a JSON object"},

@@ -139,7 +139,70 @@ class Passthrough extends KerasLayer {
   static get className() { return 'Passthrough'; }
 }
 
-for (const cls of [GroupedConv2D, Subtract, Normalization, FullReLU, HardSwish, GlobalAveragePoolingKeepdims, Passthrough])
+// Keras computes sizes in float32 and truncates: int(float32(a * b) / c).
+const f32div = (a, b, c) => Math.trunc(Math.fround(Math.fround(a * b) / c));
+
+// The central crop to the aspect ratio of h x w (crop_to_aspect_ratio, smart_resize).
+function cropToAspect(x, h, w) {
+  const [H, W] = [x.shape[1], x.shape[2]];
+  const ch = Math.max(1, Math.min(H, f32div(W, h, w))), cw = Math.max(1, Math.min(W, f32div(H, w, h)));
+  const top = Math.trunc(Math.fround(H - ch) / 2), left = Math.trunc(Math.fround(W - cw) / 2);
+  return tf.slice(x, [0, top, left, 0], [-1, ch, cw, -1]);
+}
+
+// tf.image.resize with half-pixel centres (tfjs-layers' own Resizing passes align_corners).
+function tfResize(x, h, w, method) {
+  if (method === 'bilinear') return tf.image.resizeBilinear(x, [h, w], false, true);
+  if (method === 'nearest') return tf.image.resizeNearestNeighbor(x, [h, w], false, true);
+  throw new Error(`interpolation ${method}: tfjs has no reference for it`);
+}
+
+// Keras' Resizing as TensorFlow computes it (Keras 2, and Keras 3's TensorFlow backend).
+class Resizing extends KerasLayer {
+  constructor(c) {
+    super(c, 'Resizing', {
+      height: c.height, width: c.width, interpolation: c.interpolation || 'bilinear',
+      crop_to_aspect_ratio: !!c.crop_to_aspect_ratio, pad_to_aspect_ratio: !!c.pad_to_aspect_ratio,
+      fill_mode: 'constant', fill_value: c.fill_value || 0, antialias: false, data_format: 'channels_last',
+    });
+  }
+  computeOutputShape(s) { return [s[0], this.own.height, this.own.width, s[3]]; }
+  call(inputs) {
+    return tf.tidy(() => {
+      const o = this.own;
+      let x = Array.isArray(inputs) ? inputs[0] : inputs;
+      if (o.crop_to_aspect_ratio) x = cropToAspect(x, o.height, o.width);
+      if (o.pad_to_aspect_ratio) {
+        const [H, W] = [x.shape[1], x.shape[2]];
+        const ph = Math.max(H, f32div(W, o.height, o.width)), pw = Math.max(W, f32div(H, o.width, o.height));
+        const top = Math.trunc(Math.fround(ph - H) / 2), left = Math.trunc(Math.fround(pw - W) / 2);
+        x = tf.pad(x, [[0, 0], [top, ph - H - top], [left, pw - W - left], [0, 0]], o.fill_value);
+      }
+      return tfResize(x, o.height, o.width, o.interpolation);
+    });
+  }
+  static get className() { return 'KerasResizing'; }
+}
+
+// Keras 3's CenterCrop: the central window, or smart_resize when the input is smaller.
+class CenterCrop extends KerasLayer {
+  constructor(c) { super(c, 'CenterCrop', { height: c.height, width: c.width, data_format: 'channels_last' }); }
+  computeOutputShape(s) { return [s[0], this.own.height, this.own.width, s[3]]; }
+  call(inputs) {
+    return tf.tidy(() => {
+      const { height: h, width: w } = this.own;
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const dh = x.shape[1] - h, dw = x.shape[2] - w;
+      if (dh >= 0 && dw >= 0) return tf.slice(x, [0, Math.trunc(dh / 2), Math.trunc(dw / 2), 0], [-1, h, w, -1]);
+      return tfResize(cropToAspect(x, h, w), h, w, 'bilinear');
+    });
+  }
+  static get className() { return 'KerasCenterCrop'; }
+}
+
+for (const cls of [GroupedConv2D, Subtract, Normalization, FullReLU, HardSwish, GlobalAveragePoolingKeepdims, Passthrough,
+  Resizing, CenterCrop])
   tf.serialization.registerClass(cls);
 
-module.exports = { GroupedConv2D, Subtract, Normalization, FullReLU, HardSwish, GlobalAveragePoolingKeepdims, Passthrough };
+module.exports = { GroupedConv2D, Subtract, Normalization, FullReLU, HardSwish, GlobalAveragePoolingKeepdims, Passthrough,
+  Resizing, CenterCrop };

@@ -30,6 +30,8 @@ const MODELS = {
   zoo_b: { build: Z.zooB, logits: true },
   teachable_machine: { build: Z.teachableMachine },
   transfer: { build: Z.transfer, logits: true },
+  zoo_preprocess: { build: Z.zooPreprocess, logits: true, pixels: true },
+  zoo_gray: { build: Z.zooGray, cam: 'conv_2', pixels: true },
 };
 
 // mulberry32 seeded from a string: the same weights on every machine and run.
@@ -196,4 +198,7 @@ async function main() {
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+// write_tfjs_files.js rebuilds the same models with the same weights.
+module.exports = { MODELS, setRandomWeights };
+
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1); });

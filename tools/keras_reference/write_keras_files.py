@@ -28,7 +28,8 @@ MODELS = {"Model", "Functional", "Sequential"}
 # Classes of custom_layers.js's helpers. tfjs snake-cases string values when it serializes
 # ("RandomFlip" -> "random_flip"), so their keras_class is looked up here.
 HELPER_CLASSES = ["Conv2D", "Subtract", "Normalization", "ReLU", "Activation", "GlobalAveragePooling2D",
-                  "SpatialDropout2D", "RandomFlip"]
+                  "SpatialDropout2D", "RandomFlip", "Resizing", "CenterCrop", "RandomGrayscale", "RandomRotation",
+                  "RandomZoom", "RandomContrast", "RandomTranslation", "RandomColorJitter", "RandAugment"]
 
 
 def snake_case(name):  # keras.src.utils.naming.to_snake_case

@@ -106,4 +106,46 @@ function transfer(b) {
   return tfl.model({ inputs: input, outputs: y, name: 'transfer' });
 }
 
-module.exports = { zooA, zooB, teachableMachine, transfer };
+// Keras' image preprocessing inside the model: augmentation layers (the identity at inference),
+// Resizing with crop_to_aspect_ratio and pad_to_aspect_ratio, CenterCrop both ways (a crop, and
+// an input smaller than the window on one side: smart_resize), Rescaling, Normalization, and a
+// nested Sequential of preprocessing layers.
+function zooPreprocess(b) {
+  const input = tfl.input({ shape: [17, 23, 3], name: 'image' });
+  let x = input;
+  for (const [cls, cfg] of [['RandomGrayscale', { factor: 0.5 }], ['RandomRotation', { factor: 0.2, fill_mode: 'reflect' }],
+    ['RandomZoom', { height_factor: 0.1 }], ['RandomContrast', { factor: 0.3 }]])
+    x = b.apply(new C.Passthrough({ keras_class: cls, keras_config: cfg, name: cls.toLowerCase() }), x);
+  x = b.apply(new C.Resizing({ height: 12, width: 10, crop_to_aspect_ratio: true, name: 'resize_crop' }), x);
+  x = b.apply(L.rescaling({ scale: 1 / 127.5, offset: -1, name: 'rescaling' }), x);
+  x = b.apply(new C.Normalization({ name: 'normalization' }), x);
+  const inner = tfl.sequential({
+    layers: [new C.Resizing({ height: 9, width: 12, interpolation: 'nearest', pad_to_aspect_ratio: true, fill_value: 0.5,
+      name: 'resize_pad', batchInputShape: [null, 12, 10, 3] }),
+    new C.CenterCrop({ height: 8, width: 8, name: 'center_crop' })],
+    name: 'preprocess',
+  });
+  x = b.apply(inner, x);
+  x = b.apply(conv(5, 3, { padding: 'same', activation: 'relu', name: 'conv_a' }), x);
+  x = b.apply(new C.CenterCrop({ height: 10, width: 6, name: 'center_crop_up' }), x);
+  x = b.apply(new C.Resizing({ height: 6, width: 7, name: 'resize_down' }), x);
+  x = b.apply(conv(6, 3, { padding: 'same', activation: 'relu', name: 'conv_b' }), x);
+  x = b.apply(L.globalAveragePooling2d({ name: 'gap' }), x);
+  x = b.apply(b.classifier(7, 'predictions'), x);
+  return b.model(input, x, 'zoo_preprocess');
+}
+
+// A grayscale classifier (one input channel), resizing and cropping its input itself.
+function zooGray(b) {
+  const input = tfl.input({ shape: [20, 18, 1], name: 'gray_image' });
+  let x = b.apply(new C.Resizing({ height: 16, width: 16, name: 'resize' }), input);
+  x = b.apply(L.rescaling({ scale: 1 / 255, name: 'rescaling' }), x);
+  x = b.apply(conv(6, 3, { padding: 'same', activation: 'relu', name: 'conv_1' }), x);
+  x = b.apply(new C.CenterCrop({ height: 12, width: 12, name: 'center_crop' }), x);
+  x = b.apply(conv(8, 3, { strides: 2, padding: 'same', activation: 'relu', name: 'conv_2' }), x);
+  x = b.apply(L.globalAveragePooling2d({ name: 'gap' }), x);
+  x = b.apply(b.classifier(7, 'predictions'), x);
+  return b.model(input, x, 'zoo_gray');
+}
+
+module.exports = { zooA, zooB, teachableMachine, transfer, zooPreprocess, zooGray };

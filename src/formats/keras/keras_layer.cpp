@@ -41,6 +41,38 @@ std::string GraphBuilder::constant(const std::string& name, Tensor value) {
   return unique_name;
 }
 
+Shape GraphBuilder::static_shape(const std::string& tensor) const {
+  if (auto c = graph.constants.find(tensor); c != graph.constants.end()) return c->second.shape();
+  for (const auto& in : graph.inputs)
+    if (in.name == tensor) {
+      Shape s = in.shape;
+      if (!s.empty()) s[0] = 1;
+      for (int64_t d : s)
+        if (d < 0) return {};
+      return s;
+    }
+  const engine::Node* n = graph.producer(tensor);
+  if (!n) return {};
+  std::vector<engine::TensorInfo> infos;
+  std::vector<const Tensor*> known;
+  for (const auto& name : n->inputs) {
+    if (name.empty()) {
+      infos.push_back({});
+      known.push_back(nullptr);
+      continue;
+    }
+    auto c = graph.constants.find(name);
+    const Shape s = static_shape(name);
+    if (s.empty() && c == graph.constants.end()) return {};
+    infos.push_back({c != graph.constants.end() ? c->second.dtype() : DType::f32, s});
+    known.push_back(c != graph.constants.end() ? &c->second : nullptr);
+  }
+  const auto out = n->op->infer(infos, known);
+  for (size_t k = 0; k < n->outputs.size() && k < out.size(); ++k)
+    if (n->outputs[k] == tensor) return out[k].shape;
+  return {};
+}
+
 int stored_axis(int keras_axis, int rank) {
   const int a = keras_axis < 0 ? keras_axis + rank : keras_axis;
   if (a < 0 || a >= rank) return -1;

@@ -43,6 +43,10 @@ class GraphBuilder {
   std::string constant(const std::string& name, engine::Tensor value);
   std::string unique(const std::string& name);  // `name`, or `name_1`, `name_2`... if taken
   bool taken(const std::string& name) const { return used_.count(name) != 0; }
+  // A tensor's shape in the graph built so far (batch 1), from the inputs' stated shapes through
+  // each op's own shape rule; empty when a dimension other than the batch is not stated. For
+  // layers whose nodes depend on the size of their input (CenterCrop, crop_to_aspect_ratio).
+  engine::Shape static_shape(const std::string& tensor) const;
   void reserve(const std::string& name) { used_.insert({name, 0}); }
 
   engine::Graph& graph;

@@ -162,6 +162,25 @@ const LayerRegistration registration{
     {"RandomBrightness", passthrough},
     {"RandomHeight", passthrough},
     {"RandomWidth", passthrough},
+    // Keras 3's augmentation layers: each transforms only when training.
+    {"RandomGrayscale", passthrough},
+    {"RandomHue", passthrough},
+    {"RandomSaturation", passthrough},
+    {"RandomSharpness", passthrough},
+    {"RandomColorJitter", passthrough},
+    {"RandomColorDegeneration", passthrough},
+    {"RandomShear", passthrough},
+    {"RandomPerspective", passthrough},
+    {"RandomErasing", passthrough},
+    {"RandomGaussianBlur", passthrough},
+    {"RandomInvert", passthrough},
+    {"RandomPosterization", passthrough},
+    {"RandomElasticTransform", passthrough},
+    {"Solarization", passthrough},
+    {"AugMix", passthrough},
+    {"RandAugment", passthrough},
+    {"CutMix", passthrough},
+    {"MixUp", passthrough},
 };
 
 }  // namespace
