@@ -12,6 +12,8 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "formats/keras/keras_layer.h"
 #include "formats/keras/keras_weights.h"
@@ -312,6 +314,35 @@ TEST(KerasLayers, DuplicateRegistrationIsRefused) {
   EXPECT_NE(dense->target_type(), other.target_type());  // still the real converter, not overwritten
   EXPECT_EQ(fk::find_layer_converter("TestOnlyLayer"), nullptr);
   EXPECT_EQ(fk::supported_layer_classes(), classes);
+}
+
+// docs/keras.md's list of layers is the layer table: the block between its "keras-layers"
+// markers names exactly the registered classes, in the table's order. On a difference the test
+// prints the block to paste (the list is generated from the table, never written by hand).
+TEST(KerasLayers, DocsListExactlyTheLayerTable) {
+  std::string block;
+  for (const auto& name : fk::supported_layer_classes()) block += (block.empty() ? "" : ", ") + name;
+  std::string wrapped, line;  // at 100 columns, as the rest of the docs
+  std::istringstream words(block);
+  for (std::string w; words >> w;) {
+    if (!line.empty() && line.size() + 1 + w.size() > 100) {
+      wrapped += line + "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + w;
+  }
+  wrapped += line + "\n";
+  std::ifstream f(std::string(DERMAL_SOURCE_DIR) + "/docs/keras.md");
+  std::stringstream all;
+  all << f.rdbuf();
+  const std::string text = all.str();
+  const std::string open = "<!-- keras-layers: generated from the layer table by tests/formats/keras_units_test.cpp -->\n",
+                    close = "<!-- /keras-layers -->";
+  const size_t start = text.find(open), end = text.find(close);
+  ASSERT_NE(start, std::string::npos) << "docs/keras.md lacks the marker " << open;
+  ASSERT_NE(end, std::string::npos) << "docs/keras.md lacks the marker " << close;
+  EXPECT_EQ(text.substr(start + open.size(), end - start - open.size()), wrapped)
+      << "docs/keras.md's layer list differs from the layer table; the block should read:\n" << wrapped;
 }
 
 }  // namespace
