@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 
 echo "== fuzz targets (clang, ASan + UBSan + libFuzzer) =="
-CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDERMAL_SANITIZE=ON \
+CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDERMAL_SANITIZE=ON -DDERMAL_PYTHON_MODULE=OFF \
   -DDERMAL_FUZZ=ON -DDERMAL_TESTS=OFF -DDERMAL_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
 

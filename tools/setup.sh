@@ -19,6 +19,8 @@ BUILD_PACKAGES=(
   libcli11-dev
   # the server (serve/): HTTP (its pkg-config file needs OpenSSL's headers), Prometheus metrics
   libcpp-httplib-dev libssl-dev prometheus-cpp-dev
+  # the Python module (src/python, python/): pybind11 and Python's headers
+  pybind11-dev python3-dev
 )
 TEST_PACKAGES=(
   # tests and benchmarks: GoogleTest, ONNX's conformance data, the PyTorch reference
@@ -31,6 +33,9 @@ TEST_PACKAGES=(
   chromium
   # the fuzz targets (fuzz/): clang with libFuzzer and the sanitizers' runtimes, LLVM's OpenMP
   clang libclang-rt-14-dev libomp-dev
+  # the Python module's tests and the Django example (examples/django); the self-contained wheel
+  # (python/make_wheel.sh: patchelf sets the bundled libraries' run paths)
+  python3-django patchelf
 )
 
 case "${1:-}" in

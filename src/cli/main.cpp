@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"Dermal: skin-lesion classification with Grad-CAM explanations (not a medical device)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "dermal 0.1.0");
+  app.set_version_flag("--version", std::string("dermal ") + DERMAL_VERSION);
   std::map<CLI::App*, dermal::cli::Command> commands;
   auto add = [&](dermal::cli::Command (*adder)(CLI::App&), const char* name, const char* help) {
     CLI::App* sub = app.add_subcommand(name, help);

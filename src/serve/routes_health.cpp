@@ -22,7 +22,7 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   const auto s = ctx.model.snapshot();
   nlohmann::json labels = nlohmann::json::array();
   for (const auto& l : s.labels) labels.push_back({{"code", l.code}, {"name", l.name}, {"malignant", l.malignant}});
-  j["version"] = "0.1.0";
+  j["version"] = DERMAL_VERSION;
   j["uptime_s"] = std::round(std::chrono::duration<double>(Clock::now() - ctx.started).count() * 10) / 10;
   j["model"] = {{"name", ctx.model.name()},
                 {"path", ctx.model.path()},

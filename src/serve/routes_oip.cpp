@@ -124,7 +124,7 @@ void model_metadata(Context& ctx, const httplib::Request& req, httplib::Response
 
 void add_oip_routes(Router& r, Context& ctx) {
   r.get("/v2", "/v2", [](const httplib::Request&, httplib::Response& res) {
-    send_json(res, {{"name", "dermal"}, {"version", "0.1.0"}, {"extensions", {"image_bytes_input"}}});
+    send_json(res, {{"name", "dermal"}, {"version", DERMAL_VERSION}, {"extensions", {"image_bytes_input"}}});
   });
   r.get("/v2/health/live", "/v2/health/live",
         [](const httplib::Request&, httplib::Response& res) { send_json(res, {{"live", true}}); });
