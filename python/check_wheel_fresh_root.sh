@@ -27,7 +27,7 @@ echo "root made in $(( $(date +%s) - start )) s: $(du -sm "$root" | cut -f1) MB"
 mount -t proc proc "$root/proc"
 cp "$wheel" "$image" "$root/tmp/"
 chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -euc "
-  if dpkg -l | awk '\$1 == \"ii\" {print \$2}' | grep -E -- '-dev(:|\$)|^(gcc|g\+\+|clang|cmake)'; then
+  if dpkg -l | awk '\$1 == \"ii\" {print \$2}' | grep -E -- '-dev(:|\$)|^(gcc|gcc-12|g\+\+|g\+\+-12|cpp|cpp-12|clang|cmake)(:|\$)'; then
     echo 'the root has -dev packages or a compiler' >&2; exit 1
   fi
   python3 -m venv --system-site-packages /opt/venv

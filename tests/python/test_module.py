@@ -128,6 +128,11 @@ class Module(unittest.TestCase):
         self.assertIn("not a model file", str(e.exception))
         with self.assertRaises(dermal.InvalidModel):
             dermal.Model("/no/such/model.onnx")
+        unique = os.path.join(os.environ.get("DERMAL_ONNX_TESTDATA", "/usr/share/libonnx-testdata/data/node"),
+                              "test_unique_not_sorted_without_axis", "model.onnx")
+        with self.assertRaises(dermal.UnsupportedModel) as e:  # an op the engine does not have
+            dermal.Model(unique)
+        self.assertIn("op 'Unique'", str(e.exception))
         self.assertTrue(issubclass(dermal.UnsupportedModel, dermal.InvalidModel))
         self.assertTrue(issubclass(dermal.OutOfResources, MemoryError))
 
