@@ -18,7 +18,7 @@ constexpr const char* kDefaultModel = "skinnet_mnv2_ham_isic224.onnx";
 }
 
 void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
-  app.add_option("--model,-m", o.model, "Model file (.onnx); default: the bundled " + std::string(kDefaultModel));
+  app.add_option("--model,-m", o.model, "Model file (.onnx, .keras, .h5, TensorFlow.js model.json); default: the bundled " + std::string(kDefaultModel));
   app.add_option("--card", o.card, "Model card JSON (default: the model's sidecar .json or metadata)");
   app.add_option("--threads", o.threads, "Compute threads (default: all cores)")->check(CLI::Range(1, 256));
   if (labels_flag)

@@ -97,7 +97,7 @@ int run_inspect(const InspectOptions& o) {
 
 Command add_inspect(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
-  app.add_option("model", o->model, "Model file (.onnx)")->required();
+  app.add_option("model", o->model, "Model file (.onnx, .keras, .h5, TensorFlow.js model.json)")->required();
   app.add_option("--batch", o->batch, "Batch size to plan for")->check(CLI::Range(1, 1024));
   app.add_flag("--json", o->json, "Print JSON");
   return [o] { return run_inspect(*o); };

@@ -236,13 +236,52 @@ ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& 
   return card;
 }
 
+namespace {
+
+// The card beside a model: x.json for x.onnx / x.keras / x.h5, or x.card.json (which a TF.js
+// model.json needs, being a .json itself).
+std::string sidecar_card(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const char* extension : {".json", ".card.json"}) {
+    const fs::path candidate = fs::path(model_path).replace_extension(extension);
+    if (fs::is_regular_file(candidate, ec) && !fs::equivalent(candidate, model_path, ec)) return candidate.string();
+  }
+  return "";
+}
+
+// Teachable Machine exports model.json with a metadata.json beside it naming the classes. Its
+// image models take the centre square, as x / 127 - 1 (@teachablemachine/image's capture()).
+bool teachable_machine_card(const std::string& model_path, ModelCard& card) {
+  const std::filesystem::path metadata = std::filesystem::path(model_path).parent_path() / "metadata.json";
+  std::ifstream f(metadata);
+  if (!f) return false;
+  const json j = json::parse(f, nullptr, false);
+  if (!j.is_object() || !j.contains("labels") || !j["labels"].is_array() || j["labels"].empty()) return false;
+  for (const auto& l : j["labels"]) {
+    if (!l.is_string()) return false;
+    card.labels.push_back({l.get<std::string>(), l.get<std::string>(), false});
+  }
+  const bool image_model = j.contains("packageName") && j["packageName"] == "@teachablemachine/image";
+  if (image_model) {
+    card.preprocess.keep_aspect = true;
+    card.preprocess.scale = 1.0 / 127;
+    card.preprocess.mean = {1, 1, 1};
+  }
+  card.source = metadata.string() + (image_model ? " (Teachable Machine: labels, centre square, x / 127 - 1)"
+                                                 : " (its labels; pixels scaled to 0-1)");
+  return true;
+}
+
+}  // namespace
+
 ModelCard load_model_card(const std::string& model_path, const LoadedModel& model, const CardOverrides& overrides) {
-  std::filesystem::path sidecar = std::filesystem::path(model_path).replace_extension(".json");
-  if (std::filesystem::exists(sidecar)) return load_model_card_file(sidecar.string(), model, overrides);
+  if (const std::string sidecar = sidecar_card(model_path); !sidecar.empty())
+    return load_model_card_file(sidecar, model, overrides);
   ModelCard card;
   if (auto it = model.metadata.find("dermal_card"); it != model.metadata.end()) {
     card = parse_model_card(it->second, model_path + " (metadata 'dermal_card')");
-  } else {
+  } else if (!(model.format == "tfjs" && teachable_machine_card(model_path, card))) {
     card.source = model_path + " (no card: generic labels, pixels scaled to 0-1)";
   }
   apply_overrides(card, overrides);

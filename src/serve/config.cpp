@@ -143,7 +143,7 @@ const std::vector<Setting>& settings() {
         boolean("PRELOAD_MODEL", "--preload-model", &ServeConfig::preload_model,
                 "Load the model at startup (true) or on first use (false)"),
         boolean("ENABLE_GRADCAM", "--enable-gradcam", &ServeConfig::enable_gradcam, "Default of /api/predict's gradcam parameter"),
-        text("MODEL_PATH", "--model,-m", &ServeConfig::model_path, "Model file (.onnx, .keras, .h5); empty: the bundled model"),
+        text("MODEL_PATH", "--model,-m", &ServeConfig::model_path, "Model file (.onnx, .keras, .h5, TensorFlow.js model.json); empty: the bundled model"),
         text("MODEL_CARD", "--card", &ServeConfig::card_path, "Model card JSON; empty: the model's sidecar .json or metadata"),
         Setting{"HOST", "--host", SettingType::text, "Address to listen on",
                 [](ServeConfig& c, const std::string& value, const std::string& from) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,6 +22,14 @@ inline json read_json(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot read " + path);
   return json::parse(f);
+}
+
+// A file of the keras_reference fixture (CTest runs tools/keras_reference/make_test_models.sh
+// before the KerasRef suites): DIR/<model>/<file>.
+inline std::string model_file(const std::string& model, const std::string& file) {
+  const std::string path = std::string(DERMAL_KERAS_REFERENCE_DIR) + "/" + model + "/" + file;
+  if (!std::filesystem::exists(path)) throw std::runtime_error(path + " is missing: run the keras_reference test first");
+  return path;
 }
 
 // {"shape": [...], "data": [...]} -> f32 tensor

@@ -10,14 +10,6 @@
 namespace dermal::test::keras {
 namespace {
 
-const std::string kDir = DERMAL_KERAS_REFERENCE_DIR;
-
-std::string model_file(const std::string& model, const std::string& file) {
-  const std::string path = kDir + "/" + model + "/" + file;
-  if (!std::filesystem::exists(path)) throw std::runtime_error(path + " is missing: run the keras_reference test first");
-  return path;
-}
-
 json reference(const std::string& model) { return read_json(model_file(model, "reference.json")); }
 
 // The auto layer of Grad-CAM: the last spatial tensor before global pooling, i.e. what the
