@@ -231,6 +231,11 @@ PYBIND11_MODULE(_core, m) {
   using dermal::python::Model;
   m.doc() = "Dermal's engine: skin-lesion classification with Grad-CAM explanations (not a medical device)";
   m.attr("__version__") = DERMAL_VERSION;
+  // pybind11 looks numpy's C API up once, in a function-local static whose initialiser imports
+  // numpy: Python code, which hands the GIL to other threads. A second thread reaching that static
+  // with the GIL then waits on it forever while the first waits for the GIL (the first requests of
+  // a threaded server, all at once). Look it up now, while the import is single-threaded.
+  (void)py::array_t<float>(0);
 
   // dermal.Error and its kinds; InvalidImage is a ValueError and OutOfResources a MemoryError too.
   // The module holds the types; the translator borrows them (no static py::object: its destructor

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import unittest
@@ -160,6 +161,21 @@ class Module(unittest.TestCase):
         for i, got in results.values():
             for code, p in expected[i].items():
                 self.assertAlmostEqual(got[code], p, delta=1e-9)
+
+    def test_first_calls_from_many_threads_at_once(self):
+        # A fresh process whose first explain() calls (numpy's first use) come from 8 threads at
+        # once, as a threaded server's first requests do: this deadlocked once (a static that
+        # pybind11 initialises with Python code, see dermal_module.cpp).
+        script = (
+            "import threading, dermal\n"
+            "m = dermal.Model()\n"
+            "data = open(%r, 'rb').read()\n"
+            "ts = [threading.Thread(target=lambda: m.overlay(data, m.explain(data))) for _ in range(8)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print('done')\n" % IMAGES[0])
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                             env=dict(os.environ))
+        self.assertEqual(out.stdout.strip(), "done", out.stderr)
 
     def test_a_grayscale_model_and_the_helpers(self):
         m = dermal.Model(GRAY_MODEL, lesion_check="off")
