@@ -4,8 +4,13 @@
 // files come in, and the refusals. All suites here are KerasRef/*: they need the fixture.
 #include <filesystem>
 
-#include "formats/keras_check.h"
+#include <fstream>
+
 #include "error_check.h"
+#include "explain/classifier.h"
+#include "formats/keras_check.h"
+#include "serve/serve_fixture.h"
+#include "vision/image_files.h"
 
 namespace dermal::test::keras {
 namespace {
@@ -156,6 +161,51 @@ TEST_P(KerasRefusal, NamesLayerClassAndVersion) {
 }
 
 INSTANTIATE_TEST_SUITE_P(KerasRef, KerasRefusal, ::testing::Values("lambda", "custom", "unknown"));
+
+}  // namespace
+}  // namespace dermal::test::keras
+
+namespace dermal::test::keras {
+namespace {
+
+// The one-channel reference model through the path users take, in all three formats: the
+// classifier's answer on TF.js's reference input is TF.js's output, its own input from a photo
+// is [1, 20, 18, 1], explain gives the map at the auto layer, and the server answers it.
+TEST(KerasRefGray, PredictExplainAndServeInEveryFormat) {
+  const json ref = reference("zoo_gray");
+  const Tensor input = tensor_of(ref["input"]);
+  const Tensor expected = tensor_of(ref["output"]);
+  formats::CardOverrides raw;
+  raw.preprocess_mode = "raw";  // the model rescales itself
+  for (const char* file : {"model.keras", "model.h5", "tfjs/model.json"}) {
+    SCOPED_TRACE(file);
+    auto clf = explain::Classifier::load(model_file("zoo_gray", file), "", raw);
+    EXPECT_EQ(clf->card().preprocess.channels, 1);
+    EXPECT_TRUE(clf->card().preprocess.nhwc);
+    explain::Timings t;
+    const explain::Prediction p = clf->predict_input(input, t);
+    ASSERT_EQ(p.probabilities.size(), 7u);
+    for (size_t k = 0; k < 7; ++k) EXPECT_NEAR(p.probabilities[k], expected.data<float>()[k], 1e-5);
+    vision::Image photo;
+    photo.width = 40;
+    photo.height = 30;
+    for (int i = 0; i < 40 * 30; ++i) photo.rgb.insert(photo.rgb.end(), {uint8_t(i % 251), uint8_t(i % 83), uint8_t(i % 17)});
+    EXPECT_EQ(clf->input_tensor(photo).shape(), (engine::Shape{1, 20, 18, 1}));
+    const explain::Explanation e = clf->explain(photo, {}, t);
+    EXPECT_EQ(e.layer, "conv_2");
+    EXPECT_EQ(e.heatmap.width, 40);
+  }
+  const std::string card = ::testing::TempDir() + "/zoo_gray_card.json";
+  std::ofstream(card) << R"({"labels": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], "preprocess": {"mode": "raw"}})";
+  serve::ServeConfig c = test_config();
+  c.model_path = model_file("zoo_gray", "model.keras");
+  c.card_path = card;
+  RunningServer s(c);
+  const Bytes jpeg = read_bytes(ham_image("ISIC_0024306"));
+  auto r = s.client().Post("/api/predict", std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
 
 }  // namespace
 }  // namespace dermal::test::keras
