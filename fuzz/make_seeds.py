@@ -151,6 +151,26 @@ def keras_models(out, reference):
             write(out / "keras_config", "weights_model.json", z.read("config.json"))
 
 
+def tfjs_models(out, reference):
+    """TF.js model.json seeds from the importer's reference models (float32 and quantised), each
+    shard renamed <model>.<variant>.<shard> into tfjs_shards/ and the seed's paths rewritten to
+    match, so that seeds of different models do not claim the same shard name."""
+    if not (reference and reference.is_dir()):
+        return
+    for model_json in sorted(reference.glob("*/tfjs*/model.json")):
+        variant = model_json.parent
+        shards = [p for p in variant.glob("*.bin") if p.name != "decoded.bin"]
+        if sum(p.stat().st_size for p in shards) > 256 << 10:
+            continue
+        prefix = "%s.%s." % (variant.parent.name, variant.name)
+        m = json.loads(model_json.read_text())
+        for group in m.get("weightsManifest", []):
+            group["paths"] = [prefix + p for p in group["paths"]]
+        for p in shards:
+            write(out / "tfjs_shards", prefix + p.name, p.read_bytes())
+        write(out / "tfjs_model", prefix + "model.json", json.dumps(m).encode())
+
+
 def cards(out):
     for p in sorted(list((ROOT / "models").glob("*.json")) + list((ROOT / "tests/data/cards").glob("*.json"))):
         write(out / "model_card", p.name, p.read_bytes())
@@ -214,6 +234,7 @@ def main():
     images(args.out)
     onnx_models(args.out)
     keras_models(args.out, args.keras_reference)
+    tfjs_models(args.out, args.keras_reference)
     cards(args.out)
     requests(args.out)
     for d in sorted(p for p in args.out.iterdir() if p.is_dir()):

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=10
 jobs=2
-targets="jpeg png webp exif onnx keras_zip keras_h5 keras_config model_card http_request multipart oip_infer"
+targets="jpeg png webp exif onnx keras_zip keras_h5 keras_config tfjs_model model_card http_request multipart oip_infer"
 build=build-fuzz
 keras_reference=build/tests/keras_reference
 while [ $# -gt 0 ]; do
@@ -54,7 +54,8 @@ run_one() {
   # libhdf5 allocates 1 GB went past the 2 GiB limit (a fresh-machine ./test, keras_h5).
   # The CPU time it took (user + system, trial-read children included) goes to logs/<target>.cpu.
   local TIMEFORMAT='%U %S'
-  { time DERMAL_FUZZ_KERAS_MODEL="$build/seeds/keras_config_weights.keras" OMP_NUM_THREADS=1 \
+  { time DERMAL_FUZZ_KERAS_MODEL="$build/seeds/keras_config_weights.keras" DERMAL_FUZZ_TFJS_SHARDS="$build/seeds/tfjs_shards" \
+    OMP_NUM_THREADS=1 \
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=64${DERMAL_FUZZ_ASAN_OPTIONS:+:$DERMAL_FUZZ_ASAN_OPTIONS} LSAN_OPTIONS=suppressions=fuzz/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$build/fuzz/fuzz_$t" "$corpus" "$build/seeds/$t" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=25 \
     -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "${extra[@]}" \
