@@ -258,10 +258,12 @@ bool teachable_machine_card(const std::string& model_path, ModelCard& card) {
   if (!f) return false;
   const json j = json::parse(f, nullptr, false);
   if (!j.is_object() || !j.contains("labels") || !j["labels"].is_array() || j["labels"].empty()) return false;
+  std::vector<LabelInfo> labels;  // the card is changed only if every label is a name
   for (const auto& l : j["labels"]) {
     if (!l.is_string()) return false;
-    card.labels.push_back({l.get<std::string>(), l.get<std::string>(), false});
+    labels.push_back({l.get<std::string>(), l.get<std::string>(), false});
   }
+  card.labels = std::move(labels);
   const bool image_model = j.contains("packageName") && j["packageName"] == "@teachablemachine/image";
   if (image_model) {
     card.preprocess.keep_aspect = true;

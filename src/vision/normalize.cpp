@@ -32,9 +32,13 @@ Image to_grayscale(const Image& img) {
 Image model_view(const Image& img, const Preprocess& p) {
   validate(p);
   if (img.empty()) throw Error(ErrorKind::invalid_input, "preprocessing: the image is empty");
-  const Image& source = p.channels == 1 ? to_grayscale(img) : img;
-  if (p.keep_aspect_crop) return resize(center_crop_to_aspect(source, p.width, p.height), p.width, p.height, p.resize);
-  return resize(source, p.width, p.height, p.resize);
+  // Not `cond ? to_grayscale(img) : img`: that conditional is a new Image, a copy of every RGB
+  // image too.
+  auto view = [&p](const Image& source) {
+    if (p.keep_aspect_crop) return resize(center_crop_to_aspect(source, p.width, p.height), p.width, p.height, p.resize);
+    return resize(source, p.width, p.height, p.resize);
+  };
+  return p.channels == 1 ? view(to_grayscale(img)) : view(img);
 }
 
 engine::Tensor to_input_tensor(const Image& img, const Preprocess& p) {
