@@ -27,22 +27,30 @@ std::string crop(const LayerCall& c, const std::string& x, int64_t top, int64_t 
   return c.op("Slice", {x, starts, ends, axes}, out);
 }
 
+// Keras' sizes for a change of aspect ratio, in its float32 arithmetic truncated to int: the
+// height an H x W image has at the ratio target_h x target_w from its width, the width from its
+// height; and the offset that centres `inner` in `outer`.
+std::pair<int64_t, int64_t> aspect_sides(int64_t H, int64_t W, int64_t target_h, int64_t target_w) {
+  return {static_cast<int64_t>(static_cast<float>(W * target_h) / static_cast<float>(target_w)),
+          static_cast<int64_t>(static_cast<float>(H * target_w) / static_cast<float>(target_h))};
+}
+int64_t centred(int64_t outer, int64_t inner) { return static_cast<int64_t>(static_cast<float>(outer - inner) / 2); }
+
 // The central crop of an H x W image with the aspect ratio of target_h x target_w, as Keras'
-// crop_to_aspect_ratio and smart_resize compute it (float32 products truncated to int).
+// crop_to_aspect_ratio and smart_resize compute it.
 std::string crop_to_aspect(const LayerCall& c, const std::string& x, int64_t H, int64_t W, int64_t target_h, int64_t target_w) {
-  const auto ch = std::max<int64_t>(1, std::min<int64_t>(H, static_cast<int64_t>(static_cast<float>(W * target_h) / static_cast<float>(target_w))));
-  const auto cw = std::max<int64_t>(1, std::min<int64_t>(W, static_cast<int64_t>(static_cast<float>(H * target_w) / static_cast<float>(target_h))));
-  const auto top = static_cast<int64_t>(static_cast<float>(H - ch) / 2), left = static_cast<int64_t>(static_cast<float>(W - cw) / 2);
-  return ch == H && cw == W ? x : crop(c, x, top, left, ch, cw, c.out + "/crop");
+  const auto [h, w] = aspect_sides(H, W, target_h, target_w);
+  const int64_t ch = std::max<int64_t>(1, std::min(H, h)), cw = std::max<int64_t>(1, std::min(W, w));
+  return ch == H && cw == W ? x : crop(c, x, centred(H, ch), centred(W, cw), ch, cw, c.out + "/crop");
 }
 
 // Pads an H x W image with `fill` to the aspect ratio of target_h x target_w, centred (Keras 3's
 // pad_to_aspect_ratio).
 std::string pad_to_aspect(const LayerCall& c, const std::string& x, int64_t H, int64_t W, int64_t target_h, int64_t target_w) {
-  const auto ph = std::max<int64_t>(H, static_cast<int64_t>(static_cast<float>(W * target_h) / static_cast<float>(target_w)));
-  const auto pw = std::max<int64_t>(W, static_cast<int64_t>(static_cast<float>(H * target_w) / static_cast<float>(target_h)));
-  const auto top = static_cast<int64_t>(static_cast<float>(ph - H) / 2), left = static_cast<int64_t>(static_cast<float>(pw - W) / 2);
+  const auto [h, w] = aspect_sides(H, W, target_h, target_w);
+  const int64_t ph = std::max(H, h), pw = std::max(W, w);
   if (ph == H && pw == W) return x;
+  const int64_t top = centred(ph, H), left = centred(pw, W);
   const std::string pads = c.constant("pads", Tensor::from_ints({8}, {0, 0, top, left, 0, 0, ph - H - top, pw - W - left}));
   const std::string fill = c.scalar("fill_value", static_cast<float>(c.number("fill_value", 0.0)));
   return c.op("Pad", {x, pads, fill}, c.out + "/pad");
