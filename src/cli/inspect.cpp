@@ -63,6 +63,7 @@ int run_inspect(const InspectOptions& o) {
                {"kernels", st.steps},
                {"folded_nodes", st.folded_nodes},
                {"fused_activations", st.fused_activations},
+               {"fused_adds", st.fused_adds},
                {"folded_batchnorms", m.folded_batchnorms},
                {"layout_reorders", st.layout_reorders}};
   if (o.json) {
@@ -87,8 +88,9 @@ int run_inspect(const InspectOptions& o) {
               mib(g.weight_bytes()).c_str(), m.held_weights);
   std::printf("peak activation bytes    %zu (%s) for batch %d; largest live set %s; without reuse %s\n", st.arena_bytes,
               mib(st.arena_bytes).c_str(), o.batch, mib(st.largest_live_bytes).c_str(), mib(st.all_activation_bytes).c_str());
-  std::printf("kernels                  %d (%d activations fused, %d BatchNorms folded, %d nodes folded, %d layout reorders)\n",
-              st.steps, st.fused_activations, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
+  std::printf("kernels                  %d (%d activations and %d residual Adds fused, %d BatchNorms folded, %d nodes folded, "
+              "%d layout reorders)\n",
+              st.steps, st.fused_activations, st.fused_adds, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
   for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
   return 0;
 }

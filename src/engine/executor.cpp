@@ -28,6 +28,15 @@ struct Slot {
   Tensor view;              // in the arena, once planned
 };
 
+// What rides on a convolution: a residual Add that alone reads its output (the Add's other
+// operand comes in as the kernel's kResidualInput), then an activation that alone reads the result.
+struct Fusion {
+  const Node* add = nullptr;
+  std::string residual;  // the Add's other operand
+  const Node* act = nullptr;
+  const Node* last(const Node* producer) const { return act ? act : add ? add : producer; }
+};
+
 struct Step {
   std::string label;
   std::shared_ptr<const Op> op;  // null for layout conversions
@@ -93,8 +102,8 @@ struct Executor::Impl {
   void plan();
   void add_inputs_and_constants();
   void fold_or_schedule(std::vector<const Node*>& runtime);
-  std::map<const Node*, const Node*> choose_fusions(const std::vector<const Node*>& runtime);
-  void build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, const Node*>& fused);
+  std::map<const Node*, Fusion> choose_fusions(const std::vector<const Node*>& runtime);
+  void build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, Fusion>& fused);
   int converted(int slot, Layout layout, std::map<std::pair<int, Layout>, int>& cache);
   void pin_backward_region();
   void allocate();
@@ -202,25 +211,59 @@ void Executor::Impl::fold_or_schedule(std::vector<const Node*>& runtime) {
   }
 }
 
-// An activation that alone reads a convolution's output rides on that convolution.
-std::map<const Node*, const Node*> Executor::Impl::choose_fusions(const std::vector<const Node*>& runtime) {
-  std::map<const Node*, const Node*> fused;  // producer -> activation
+// Ops that ride on a convolution: a residual Add, then an activation (Fusion). Only a tensor
+// nothing else reads, and that no one asked to keep or differentiate to, may disappear into a
+// fused kernel.
+std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<const Node*>& runtime) {
+  std::map<const Node*, Fusion> fused;  // producer -> what rides on it
   if (!opts.fuse || opts.compute != DType::f32) return fused;
   std::set<std::string> must_stay(opts.keep.begin(), opts.keep.end());
   must_stay.insert(opts.backward_to.begin(), opts.backward_to.end());
   must_stay.insert(opts.backward_from.begin(), opts.backward_from.end());
   for (const auto& o : graph->outputs) must_stay.insert(o.name);
-  for (const Node* n : runtime) {
-    if (!n->op->accepts_post_eltwise() || n->outputs.empty() || must_stay.count(n->outputs[0])) continue;
-    auto readers = graph->consumers(n->outputs[0]);
-    if (readers.size() != 1 || readers[0]->inputs.empty() || readers[0]->inputs[0] != n->outputs[0]) continue;
+  std::map<std::string, size_t> produced_at;  // runtime tensor -> index of its node in `runtime`
+  for (size_t i = 0; i < runtime.size(); ++i)
+    for (const auto& o : runtime[i]->outputs) produced_at[o] = i;
+  // The one reader of `name` when it may vanish into a fused kernel, else null.
+  auto sole_reader = [&](const std::string& name) -> const Node* {
+    if (must_stay.count(name)) return nullptr;
+    auto readers = graph->consumers(name);
+    return readers.size() == 1 ? readers[0] : nullptr;
+  };
+  auto as_activation = [&](const Node* reader, const std::string& of) -> bool {
+    if (!reader || reader->inputs.empty() || reader->inputs[0] != of) return false;
     std::vector<const Tensor*> known;
-    for (const auto& name : readers[0]->inputs) {
-      const Tensor* k = nullptr;
-      if (!name.empty() && slots[find(name, "fusion")].known.defined()) k = &slots[find(name, "fusion")].known;
-      known.push_back(k);
+    for (const auto& name : reader->inputs) {
+      const Slot* s = name.empty() ? nullptr : &slots[find(name, "fusion")];
+      known.push_back(s && s->known.defined() ? &s->known : nullptr);
     }
-    if (readers[0]->op->as_eltwise(known)) fused[n] = readers[0];
+    return reader->op->as_eltwise(known).has_value();
+  };
+  for (size_t i = 0; i < runtime.size(); ++i) {
+    const Node* n = runtime[i];
+    if (!n->op->accepts_post_eltwise() || n->outputs.empty()) continue;
+    const std::string& y = n->outputs[0];
+    const Node* reader = sole_reader(y);
+    Fusion f;
+    // Add(y, r) or Add(r, y): r computed before this convolution (so the fused kernel can read
+    // it), of y's shape (no broadcasting), not y itself. When both operands are convolutions,
+    // the later one takes the Add.
+    if (reader && reader->type == "Add" && n->op->accepts_post_add() && reader->inputs.size() == 2 &&
+        reader->inputs[0] != reader->inputs[1]) {
+      const std::string& r = reader->inputs[reader->inputs[0] == y ? 1 : 0];
+      const Slot& rs = slots[find(r, "fusion")];
+      const bool before = rs.is_input || (produced_at.count(r) && produced_at.at(r) < i);
+      if (!rs.known.defined() && !rs.held && before && rs.info.shape == slots[find(y, "fusion")].info.shape &&
+          rs.info.dtype == slots[find(y, "fusion")].info.dtype) {
+        f.add = reader;
+        f.residual = r;
+        reader = sole_reader(reader->outputs[0]);
+      } else {
+        reader = nullptr;
+      }
+    }
+    if (as_activation(reader, f.last(n)->outputs[0])) f.act = reader;
+    if (f.add || f.act) fused[n] = f;
   }
   return fused;
 }
@@ -247,26 +290,33 @@ int Executor::Impl::converted(int slot, Layout layout, std::map<std::pair<int, L
   return id;
 }
 
-void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, const Node*>& fused) {
+void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, Fusion>& fused) {
   std::set<const Node*> absorbed;
-  for (const auto& [conv, act] : fused) absorbed.insert(act);
+  for (const auto& [conv, f] : fused)
+    for (const Node* rider : {f.add, f.act})
+      if (rider) absorbed.insert(rider);
   std::map<std::pair<int, Layout>, int> conversions;
   const bool layouts = opts.fuse && opts.compute == DType::f32;
   for (const Node* n : runtime) {
     if (absorbed.count(n)) continue;
-    const Node* act = fused.count(n) ? fused.at(n) : nullptr;
+    const Fusion f = fused.count(n) ? fused.at(n) : Fusion{};
     KernelConfig cfg;
     cfg.compute = opts.compute;
     Step step;
     step.op = n->op;
-    step.label = act ? n->name + "+" + act->name : n->name;
+    step.label = n->name;
+    for (const Node* rider : {f.add, f.act})
+      if (rider) step.label += "+" + rider->name;
+    auto add_input = [&](int id) {
+      step.in.push_back(id);
+      cfg.inputs.push_back(id < 0 ? TensorInfo{} : slots[id].info);
+      cfg.present.push_back(id >= 0);
+      cfg.known.push_back(id >= 0 && slots[id].known.defined() ? &slots[id].known : nullptr);
+      cfg.input_layouts.push_back(id < 0 || slots[id].known.defined() ? Layout::plain : slots[id].layout);
+    };
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       if (n->inputs[i].empty()) {
-        step.in.push_back(-1);
-        cfg.inputs.emplace_back();
-        cfg.present.push_back(false);
-        cfg.known.push_back(nullptr);
-        cfg.input_layouts.push_back(Layout::plain);
+        add_input(-1);
         continue;
       }
       int id = find(n->inputs[i], n->name.c_str());
@@ -276,13 +326,20 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
         else if (slots[id].layout == Layout::plain && rank4 && i == 0 && n->op->wants_nhwc())
           id = converted(id, Layout::nhwc, conversions);
       }
-      step.in.push_back(id);
-      cfg.inputs.push_back(slots[id].info);
-      cfg.present.push_back(true);
-      cfg.known.push_back(slots[id].known.defined() ? &slots[id].known : nullptr);
-      cfg.input_layouts.push_back(slots[id].known.defined() ? Layout::plain : slots[id].layout);
+      add_input(id);
     }
-    const Node* last = act ? act : n;
+    if (f.add) {
+      // The residual arrives in the layout the output will have: the data input's, for rank 4.
+      while (step.in.size() < kResidualInput) add_input(-1);
+      int id = find(f.residual, n->name.c_str());
+      const Layout want = slots[id].info.shape.size() == 4 ? cfg.input_layouts[0] : Layout::plain;
+      if (slots[id].layout != want) id = converted(id, want, conversions);
+      add_input(id);
+      cfg.post_add = true;
+      ++stats.fused_adds;
+    }
+    const Node* act = f.act;
+    const Node* last = f.last(n);
     for (const auto& name : n->outputs) cfg.outputs.push_back(name.empty() ? TensorInfo{} : slots[find(name, "plan")].info);
     cfg.output_layouts.assign(cfg.outputs.size(), Layout::plain);
     if (act) {
@@ -306,7 +363,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
         id = add_slot(std::move(s));
       } else {
         id = find(name, "plan");
-        if (act) slots[id].info = cfg.outputs[k];
+        if (last != n) slots[id].info = cfg.outputs[k];
       }
       slots[id].layout = k < cfg.output_layouts.size() ? cfg.output_layouts[k] : Layout::plain;
       slots[id].producer = index;

@@ -45,6 +45,7 @@ struct PlanStats {
   int steps = 0;                    // kernels run per forward
   int folded_nodes = 0;             // nodes computed at plan time
   int fused_activations = 0;
+  int fused_adds = 0;               // residual Adds riding on the convolution before them
   int layout_reorders = 0;
   std::vector<std::string> fallbacks;  // "node: why" for each kernel on plain loops instead of oneDNN
 };

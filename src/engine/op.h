@@ -58,7 +58,13 @@ struct KernelConfig {
   std::vector<TensorInfo> outputs;       // from Op::infer
   std::vector<Layout> output_layouts;    // plain unless the kernel says otherwise
   std::optional<EltwiseSpec> post_eltwise;  // set only if Op::accepts_post_eltwise()
+  // A fused residual Add (set only if Op::accepts_post_add()): input kResidualInput, of the
+  // output's shape and layout, is added to the result before post_eltwise.
+  bool post_add = false;
 };
+
+// Where a fused residual Add's other operand arrives: after Conv's X, W and B.
+inline constexpr size_t kResidualInput = 3;
 
 class Kernel {
  public:
@@ -103,6 +109,8 @@ class Op {
     return std::nullopt;
   }
   virtual bool accepts_post_eltwise() const { return false; }
+  // Fusion: may an Add that alone reads this op's output ride on it (KernelConfig::post_add)?
+  virtual bool accepts_post_add() const { return false; }
   // Weights the op keeps in its own form (oneDNN's packed layout) in place of the graph's plain
   // tensor, shared by all its kernels: hold_weights hands input i's constant over, once, at load
   // (Graph::hold_weights_in_ops), and held_weight rebuilds the plain values on demand. Const

@@ -24,6 +24,7 @@ struct ConvCase {
   const char* auto_pad = nullptr;
   bool bias = false;
   std::optional<EltwiseSpec> act = std::nullopt;
+  Shape residual = {};  // a fused residual Add's operand (the output's shape), before act
 };
 
 // Failure messages name the case rather than dumping its bytes.
@@ -40,6 +41,11 @@ OpCase make_case(const ConvCase& k, std::mt19937& rng) {
   c.input(random_tensor(k.x, rng));
   c.weight(random_tensor(k.w, rng, -0.5, 0.5));
   if (k.bias) c.weight(random_tensor({k.w[0]}, rng));
+  if (!k.residual.empty()) {
+    if (!k.bias) c.absent();
+    c.input(random_tensor(k.residual, rng));
+    c.post_add = true;
+  }
   c.post_eltwise = k.act;
   return c;
 }
@@ -82,6 +88,14 @@ const ConvCase kCases[] = {
     {.name = "fused_clip_depthwise_stride_2", .x = {1, 13, 7, 7}, .w = {13, 1, 3, 3}, .group = 13, .strides = {2, 2},
      .auto_pad = "SAME_UPPER", .bias = true, .act = kClip},
     {.name = "fused_relu_conv1d", .x = {1, 3, 8}, .w = {4, 3, 3}, .pads = {1, 1}, .bias = true, .act = kRelu},
+    // Residual Adds riding on the convolution (ResNet: then ReLU; MobileNetV2: none), gradients
+    // to X and to the residual both checked.
+    {.name = "fused_residual_relu", .x = {1, 8, 6, 6}, .w = {8, 8, 3, 3}, .pads = {1, 1, 1, 1}, .bias = true, .act = kRelu,
+     .residual = {1, 8, 6, 6}},
+    {.name = "fused_residual_1x1_no_bias", .x = {2, 16, 5, 5}, .w = {7, 16, 1, 1}, .residual = {2, 7, 5, 5}},
+    {.name = "fused_residual_clip_stride_2", .x = {1, 5, 9, 8}, .w = {6, 5, 3, 3}, .strides = {2, 2}, .pads = {1, 1, 1, 1},
+     .bias = true, .act = kClip, .residual = {1, 6, 5, 4}},
+    {.name = "fused_residual_conv1d", .x = {1, 3, 8}, .w = {4, 3, 3}, .pads = {1, 1}, .act = kTanh, .residual = {1, 4, 8}},
 };
 
 class ConvTest : public ::testing::TestWithParam<ConvCase> {};

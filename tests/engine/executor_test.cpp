@@ -334,6 +334,88 @@ TEST(Executor, KeepingATensorDisablesItsFusion) {
   EXPECT_TRUE(std::any_of(c1.begin(), c1.end(), [](double v) { return v < 0; })) << "c1 should be pre-ReLU";
 }
 
+// Two residual blocks: conv_b's Add takes ra (ResNet's identity shortcut, then ReLU); the second
+// Add reads two convolutions, and the later one (conv_c) takes it with the earlier one's output
+// as its residual (ResNet's projection shortcut).
+std::shared_ptr<Graph> residual_cnn(std::mt19937& rng) {
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {-1, 4, 6, 6}});
+  g->constants["wa"] = random_tensor({8, 4, 3, 3}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["wb"] = random_tensor({8, 8, 3, 3}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["bb"] = random_tensor({8}, rng).to_dtype(DType::f32);
+  g->constants["wc"] = random_tensor({6, 8, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["wd"] = random_tensor({6, 4, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["fc"] = random_tensor({6, 3}, rng).to_dtype(DType::f32);
+  g->constants["shape"] = Tensor::from_ints({2}, {0, -1});
+  Attributes same;
+  same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  g->add_node("Conv", "conv_a", {"x", "wa"}, {"ca"}, same, 13);
+  g->add_node("Relu", "relu_a", {"ca"}, {"ra"}, {}, 13);
+  g->add_node("Conv", "conv_d", {"x", "wd"}, {"cd"}, {}, 13);
+  g->add_node("Conv", "conv_b", {"ra", "wb", "bb"}, {"cb"}, same, 13);
+  g->add_node("Add", "add_b", {"cb", "ra"}, {"sb"}, {}, 13);
+  g->add_node("Relu", "relu_b", {"sb"}, {"rb"}, {}, 13);
+  g->add_node("Conv", "conv_c", {"rb", "wc"}, {"cc"}, {}, 13);
+  g->add_node("Add", "add_c", {"cd", "cc"}, {"sc"}, {}, 13);
+  g->add_node("GlobalAveragePool", "gap", {"sc"}, {"gap"}, {}, 13);
+  g->add_node("Reshape", "flatten", {"gap", "shape"}, {"flat"}, {}, 13);
+  g->add_node("MatMul", "fc", {"flat", "fc"}, {"logits"}, {}, 13);
+  g->outputs.push_back({"logits", DType::f32, {}});
+  g->finalize();
+  return g;
+}
+
+// Residual Adds fused into the convolutions (oneDNN binary post-op) give the unfused f32 plan's
+// and the f64 reference plan's logits, and their gradients, to the input and to a residual
+// operand that a convolution also reads (two gradient paths meet there).
+TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
+  std::mt19937 rng(31);
+  auto g = residual_cnn(rng);
+  Tensor x = random_tensor({2, 4, 6, 6}, rng);
+  Tensor seed = random_tensor({2, 3}, rng);
+  struct Plan {
+    DType compute;
+    bool fuse;
+    int adds, activations;
+  };
+  std::vector<Tensor> logits, dx, dra;
+  for (Plan p : {Plan{DType::f64, true, 0, 0}, Plan{DType::f32, false, 0, 0}, Plan{DType::f32, true, 2, 2}}) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {2, 4, 6, 6};
+    opts.backward_from = {"logits"};
+    opts.backward_to = {"x", "ra"};
+    opts.compute = p.compute;
+    opts.fuse = p.fuse;
+    Executor ex(g, opts);
+    EXPECT_EQ(ex.stats().fused_adds, p.adds);               // add_b into conv_b, add_c into conv_c
+    EXPECT_EQ(ex.stats().fused_activations, p.activations);  // relu_a into conv_a, relu_b after add_b
+    ex.set_input("x", x);
+    ex.forward();
+    logits.push_back(ex.get("logits"));
+    auto grads = ex.backward("logits", seed, {"x", "ra"});
+    dx.push_back(grads[0]);
+    dra.push_back(grads[1]);
+  }
+  for (size_t k : {1, 2}) {
+    const std::string plan = k == 1 ? "unfused f32" : "fused f32";
+    EXPECT_EQ(compare(logits[k], logits[0], 1e-5, 1e-4), "") << plan;
+    EXPECT_EQ(compare(dx[k], dx[0], 1e-5, 1e-4), "") << plan << ", d/dx";
+    EXPECT_EQ(compare(dra[k], dra[0], 1e-5, 1e-4), "") << plan << ", d/dra";
+  }
+
+  // A tensor someone keeps cannot vanish into a fused kernel: cb must survive, so add_b stays
+  // apart (and relu_b with it); add_c still rides on conv_c.
+  PlanOptions opts;
+  opts.input_shapes["x"] = {2, 4, 6, 6};
+  opts.keep = {"cb"};
+  Executor kept(g, opts);
+  EXPECT_EQ(kept.stats().fused_adds, 1);
+  EXPECT_EQ(kept.stats().fused_activations, 1);
+  kept.set_input("x", x);
+  kept.forward();
+  EXPECT_EQ(compare(kept.get("logits"), logits[0], 1e-5, 1e-4), "");
+}
+
 // A kernel that says it runs plain loops (as pooling does when oneDNN refuses a case): the plan
 // must list it, so that a slow path is never silent.
 class SlowPathKernel : public engine::Kernel {

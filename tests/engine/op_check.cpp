@@ -46,7 +46,7 @@ struct Prepared {
 
 Prepared prepare(const OpCase& c, DType compute, Layout layout) {
   Prepared p;
-  OpContext ctx{c.type, "test", c.opset, c.inputs.size(), c.num_outputs};
+  OpContext ctx{c.type, "test", c.opset, c.inputs.size() - (c.post_add ? 1 : 0), c.num_outputs};
   p.op = engine::create_op(c.attrs, ctx);
   std::vector<TensorInfo> infos;
   p.known_store.resize(c.inputs.size());
@@ -73,6 +73,7 @@ Prepared prepare(const OpCase& c, DType compute, Layout layout) {
   p.cfg.compute = compute;
   p.cfg.inputs = infos;
   if (c.post_eltwise) p.cfg.post_eltwise = c.post_eltwise;
+  p.cfg.post_add = c.post_add;
   p.cfg.outputs = p.op->infer(infos, p.cfg.known);
   p.cfg.output_layouts.assign(p.cfg.outputs.size(), Layout::plain);
   p.kernel = p.op->make_kernel(p.cfg);

@@ -35,6 +35,9 @@ struct OpCase {
   std::vector<Tensor> inputs;  // f64 (data, weights) or i64 (shape arguments); undefined = absent
   std::vector<bool> known;     // known at plan time: weights and shape arguments
   std::optional<engine::EltwiseSpec> post_eltwise;  // a fused activation (ops that accept one)
+  // The last input is a fused Add's residual (KernelConfig::post_add, at engine::kResidualInput),
+  // not one of the op's own inputs: the op is made with one input fewer.
+  bool post_add = false;
   // The checks below refuse a forward output that is empty, constant (all zeros included) or
   // not finite: a kernel that writes nothing passes a gradient check too. A case whose output is
   // meant to be like that (Dropout's all-ones mask) names it with expect_trivial_output(k).

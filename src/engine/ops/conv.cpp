@@ -1,11 +1,12 @@
 // Conv: 2-D convolution, and 1-D as 2-D with H = 1 (3-D is not supported). Any group count
 // (depthwise included), strides, dilations, explicit (asymmetric) or automatic pads, an optional
-// bias, and an optional fused activation (KernelConfig::post_eltwise). W and B may be constants
+// bias, an optional fused residual Add (KernelConfig::post_add) and an optional fused activation
+// (KernelConfig::post_eltwise), in that order. W and B may be constants
 // (the usual case: f32 packs them once per op, shared by all its kernels), W may be held by the
 // op itself (Graph::hold_weights_in_ops: then the packed copy is the only one), or they are
 // tensors computed at run time (graph inputs: read and reordered on every call). f32 runs on
 // oneDNN; f64 runs plain loops, the reference for gradient checks (conv_kernels.cpp). Backward is
-// the VJP with respect to X only.
+// the VJP with respect to X (and a fused Add's residual), never the weights.
 #include "engine/ops/conv.h"
 
 #include <algorithm>
@@ -106,9 +107,12 @@ class ConvOp : public Op {
     return {{x.dtype, g.out_shape()}};
   }
 
-  bool accepts_nhwc(size_t input) const override { return input == 0; }
+  // X, and the residual of a fused Add (KernelConfig::post_add), which arrives in the output's layout.
+  bool accepts_nhwc(size_t input) const override { return input == 0 || input == kResidualInput; }
+  bool differentiable(size_t input) const override { return input == 0 || input == kResidualInput; }
   bool wants_nhwc() const override { return true; }
   bool accepts_post_eltwise() const override { return true; }
+  bool accepts_post_add() const override { return true; }
 
   // W, f32 as f32 kernels run it: packed, it is all the op needs. (An f64 W stays in the graph:
   // f64 reference plans must read its exact values.)
@@ -145,6 +149,12 @@ class ConvOp : public Op {
       ctx_.fail(ErrorKind::unsupported, "a fused relu/elu with a negative alpha cannot be differentiated");
     const Layout layout = cfg.input_layouts.empty() ? Layout::plain : cfg.input_layouts[0];
     cfg.output_layouts = {g.spatial_rank == 2 ? layout : Layout::plain};
+    p.residual = cfg.post_add;
+    if (p.residual && (cfg.inputs.size() <= kResidualInput || cfg.inputs[kResidualInput].shape != g.out_shape() ||
+                       cfg.inputs[kResidualInput].dtype != cfg.inputs[0].dtype ||
+                       cfg.input_layouts[kResidualInput] != cfg.output_layouts[0]))
+      ctx_.fail(ErrorKind::internal, "a fused Add's other operand must have the output's shape " + shape_str(g.out_shape()) +
+                                         ", dtype and layout");
     if (cfg.compute == DType::f64) {
       // The reference reads plain values: the held W rebuilt, for this kernel only.
       const Tensor plain = p.held_w ? packed_->held_plain() : Tensor();

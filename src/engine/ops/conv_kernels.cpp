@@ -163,7 +163,7 @@ Tensor pre_activation_grad(const std::optional<EltwiseSpec>& act, const Tensor& 
 class ReferenceConvKernel : public Kernel {
  public:
   ReferenceConvKernel(const Geometry& g, const ConvParams& p, std::optional<EltwiseSpec> act)
-      : g_(g), has_bias_(p.has_bias), act_(act) {
+      : g_(g), has_bias_(p.has_bias), residual_(p.residual), act_(act) {
     if (p.known_w) known_w_ = p.known_w->to_doubles();
     if (p.known_b) known_b_ = p.known_b->to_doubles();
   }
@@ -174,11 +174,14 @@ class ReferenceConvKernel : public Kernel {
     dispatch_float(in[0].dtype(), [&](auto t) {
       using T = decltype(t);
       const T* x = in[0].data<T>();
+      const T* r = residual_ ? in[kResidualInput].data<T>() : nullptr;
       T* y = out[0].data<T>();
-      auto xs = strides4(in[0]), ys = strides4(out[0]);
+      auto xs = strides4(in[0]), ys = strides4(out[0]), rs = residual_ ? strides4(in[kResidualInput]) : ys;
       visit(w, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, auto&& taps) {
         double acc = b ? (*b)[oc] : 0.0;
         taps([&](int64_t ic, int64_t ih, int64_t iw, double wv) { acc += x[n * xs[0] + ic * xs[1] + ih * xs[2] + iw * xs[3]] * wv; });
+        // Rounded to T before the residual is added, as the unfused Conv then Add would.
+        if (r) acc = static_cast<T>(acc) + r[n * rs[0] + oc * rs[1] + oh * rs[2] + ow * rs[3]];
         y[n * ys[0] + oc * ys[1] + oh * ys[2] + ow * ys[3]] = static_cast<T>(act_ ? eltwise_value(*act_, acc) : acc);
       });
     });
@@ -186,13 +189,20 @@ class ReferenceConvKernel : public Kernel {
 
   void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
-    if (!d_in[0].defined()) return;
-    d_in[0].fill_zero();
-    if (!d_out[0].defined()) return;
+    const Tensor* d_r = residual_ && d_in.size() > kResidualInput && d_in[kResidualInput].defined() ? &d_in[kResidualInput] : nullptr;
+    if (!d_in[0].defined() && !d_r) return;
+    if (!d_out[0].defined()) {
+      for (const Tensor* d : {&d_in[0], d_r})
+        if (d && d->defined()) d->fill_zero();
+      return;
+    }
     const std::vector<double>& w = values(known_w_, in, 1, w_now_);
     dispatch_float(in[0].dtype(), [&](auto t) {
       using T = decltype(t);
       Tensor gy = pre_activation_grad<T>(act_, out[0], d_out[0]);
+      if (d_r) d_r->copy_from(gy);  // the residual's gradient: the Add passes it on unchanged
+      if (!d_in[0].defined()) return;
+      d_in[0].fill_zero();
       const T* dy = gy.data<T>();
       T* dx = d_in[0].data<T>();
       auto xs = strides4(d_in[0]), ys = strides4(gy);
@@ -239,7 +249,7 @@ class ReferenceConvKernel : public Kernel {
   }
 
   Geometry g_;
-  bool has_bias_;
+  bool has_bias_, residual_;
   std::optional<EltwiseSpec> act_;
   std::optional<std::vector<double>> known_w_, known_b_;
   std::vector<double> w_now_, b_now_;  // runtime values of the current call
@@ -289,7 +299,7 @@ class DnnlConvKernel : public Kernel {
  public:
   DnnlConvKernel(const Geometry& g, Layout layout, const ConvParams& p, std::optional<EltwiseSpec> act,
                  std::shared_ptr<PackedWeights> packed)
-      : held_w_(p.held_w), has_bias_(p.has_bias), act_(act), packed_(std::move(packed)) {
+      : held_w_(p.held_w), has_bias_(p.has_bias), residual_(p.residual), act_(act), packed_(std::move(packed)) {
     using md = dnnl::memory::desc;
     using tag = dnnl::memory::format_tag;
     if (p.known_w) known_w_ = *p.known_w;
@@ -306,11 +316,12 @@ class DnnlConvKernel : public Kernel {
     pad_r_ = {g.pb, g.pr};
 
     dnnl::primitive_attr attr;
-    if (act_) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, eltwise_algorithm(act_->kind), act_->alpha, act_->beta);
-      attr.set_post_ops(ops);
-    }
+    dnnl::post_ops ops;
+    // The residual as a binary post-op reads its own buffer: dst needs no copy of it first (as
+    // the sum post-op would) and may not alias it.
+    if (residual_) ops.append_binary(dnnl::algorithm::binary_add, dst_md_);
+    if (act_) ops.append_eltwise(1.f, eltwise_algorithm(act_->kind), act_->alpha, act_->beta);
+    attr.set_post_ops(ops);
     if (has_bias_) bias_md_ = dnnl_util::desc({g.oc});
     if (p.known_b) known_bias_ = p.known_b->to_dtype(DType::f32);
     dnnl::convolution_forward::primitive_desc pd(forward_desc(dnnl::prop_kind::forward_inference), attr,
@@ -334,15 +345,22 @@ class DnnlConvKernel : public Kernel {
       b32 = known_bias_.defined() ? known_bias_ : as_f32(in[2]);
       args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, b32.raw());
     }
+    if (residual_) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl_util::memory(dst_md_, in[kResidualInput].raw());
     dnnl_util::execute(fwd_, args);
   }
 
   void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
-    if (!d_in[0].defined()) return;
-    if (!d_out[0].defined()) return d_in[0].fill_zero();
-    prepare_backward();
+    const Tensor* d_r = residual_ && d_in.size() > kResidualInput && d_in[kResidualInput].defined() ? &d_in[kResidualInput] : nullptr;
+    if (!d_out[0].defined()) {
+      for (const Tensor* d : {&d_in[0], d_r})
+        if (d && d->defined()) d->fill_zero();
+      return;
+    }
     Tensor gy = pre_activation_grad<float>(act_, out[0], d_out[0]);
+    if (d_r) d_r->copy_from(gy);  // the residual's gradient: the Add passes it on unchanged
+    if (!d_in[0].defined()) return;
+    prepare_backward();
     Tensor w32 = constant_w() ? Tensor() : as_f32(in[1]);
     dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst_md_, gy.raw())},
                               {DNNL_ARG_WEIGHTS, constant_w() ? bwd_weights_ : bwd_reorder_(w32)},
@@ -374,7 +392,7 @@ class DnnlConvKernel : public Kernel {
     backward_ready_ = true;
   }
 
-  bool held_w_, has_bias_;
+  bool held_w_, has_bias_, residual_;
   Tensor known_w_, known_bias_;  // undefined (and W not held): read from the inputs on every call
   std::optional<EltwiseSpec> act_;
   std::shared_ptr<PackedWeights> packed_;

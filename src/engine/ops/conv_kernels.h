@@ -38,6 +38,7 @@ struct ConvParams {
   const Tensor* known_w = nullptr;
   bool has_bias = false;
   const Tensor* known_b = nullptr;
+  bool residual = false;  // input kResidualInput is added before the activation (a fused Add)
 };
 
 // Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op
