@@ -3,6 +3,7 @@
 HAM10000 + ISIC 2017 train images with online augmentation, on the CPU or a GPU:
 
     /usr/bin/python3 finetune_full.py WEIGHTS.pt OUT_DIR [--epochs 15] [--threads 2] [--resume]
+        [--init RUN/model.pt] [--teacher TEACHER.npz --distil 0.7]
 
 Where finetune.py trains the last stages on cached maps, this trains all of them on images
 augmented afresh each epoch (extract.augment: rotations/flips, zoom out and in, colour casts,
@@ -14,6 +15,13 @@ smoothing 0.1, prior correction -1 at evaluation and export, AdamW with a cosine
 lr x3), selection every epoch on validation only (HAM10000 balanced accuracy + ISIC melanoma AUC).
 Checkpoints every epoch (OUT_DIR/last.pt; --resume continues from it). OUT_DIR/model.pt is the
 best epoch, in finetune.py's format with split_at 0, so export.py and ensemble.py take it as is.
+
+Distillation (--teacher, from teacher.py: an ensemble's balanced probabilities on each *clean*
+train image): the loss adds --distil x T^2 x KL(teacher || student) at temperature T
+(--distil-temperature) to (1 - --distil) x the label loss. The student's prior-corrected
+probabilities are matched, as the teacher's are balanced ones, and the target stays the clean
+image's while the student sees an augmented copy, which asks for the same answer under the
+camera's changes. --init starts from a previous run's model.pt instead of nsfwjs's head.
 """
 
 import argparse
@@ -50,6 +58,10 @@ def main():
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--limit-steps", type=int, default=0, help="steps per epoch (0: a full epoch); for a smoke test")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", help="start from this model.pt (a previous run's best) instead of nsfwjs's weights")
+    ap.add_argument("--teacher", help="teacher.py's .npz: distil its probabilities")
+    ap.add_argument("--distil", type=float, default=0.7, help="weight of the distillation term (with --teacher)")
+    ap.add_argument("--distil-temperature", type=float, default=2.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -63,6 +75,16 @@ def main():
     log_prior = np.log(prior)
 
     model = Tail(args.weights, args.dropout, split_at=0).to(memory_format=torch.channels_last)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu")["state_dict"])
+    teacher = None
+    if args.teacher:
+        t = np.load(args.teacher)
+        by_id = dict(zip(t["ids"], t["probs"]))
+        teacher = torch.from_numpy(np.stack([by_id[it[4]] for it in train]).astype(np.float32))
+        # softened at the distillation temperature: p^(1/T), renormalised
+        teacher = torch.softmax(torch.log(teacher.clamp_min(1e-8)) / args.distil_temperature, 1)
+    log_prior_t = torch.from_numpy(log_prior.astype(np.float32))
     head = list(model.fc.parameters())
     body = [p for n, p in model.named_parameters() if not n.startswith("fc")]
     opt = torch.optim.AdamW([{"params": head, "lr": args.lr * 3}, {"params": body, "lr": args.lr}],
@@ -98,7 +120,13 @@ def main():
             set_cosine_lr(opt, base_lrs, state["step"], total)
             bi = idx[s * args.batch:(s + 1) * args.batch]
             x = image_batch([train[i][0] for i in bi], rng)
-            loss = ce(model(x), torch.from_numpy(tr_labels[bi]))
+            z = model(x)
+            loss = ce(z, torch.from_numpy(tr_labels[bi]))
+            if teacher is not None:
+                td = args.distil_temperature
+                log_q = torch.log_softmax((z - log_prior_t) / td, 1)
+                kl = nn.functional.kl_div(log_q, teacher[torch.from_numpy(bi)], reduction="batchmean")
+                loss = (1 - args.distil) * loss + args.distil * td * td * kl
             opt.zero_grad()
             loss.backward()
             opt.step()
