@@ -1,9 +1,11 @@
 // dermal inspect MODEL: what a model takes and gives, every node with its output shapes, the
-// parameter count, weight bytes and the planned peak activation memory for one image.
+// parameter count, weight bytes and the planned peak activation memory for one image; with
+// --profile N, each kernel's median time over N forwards.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "engine/dnnl_util.h"
 #include "engine/executor.h"
 #include "formats/model_loader.h"
 
@@ -15,7 +17,30 @@ struct InspectOptions {
   std::string model;
   int batch = 1;
   bool json = false;
+  int profile_runs = 0;  // > 0: time every kernel over this many forwards
+  int threads = 0;       // 0: every core
 };
+
+// A fixed pseudo-random image in [-1, 1] for each runtime input, then each kernel's median time,
+// slowest first: where a forward's time goes.
+nlohmann::json profile(engine::Executor& ex, const engine::PlanOptions& plan, int runs) {
+  for (const auto& [name, shape] : plan.input_shapes) {
+    engine::Tensor x = engine::Tensor::zeros(engine::DType::f32, shape);
+    uint32_t state = 7;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      state = state * 1664525u + 1013904223u;  // Numerical Recipes' LCG: enough for timing
+      x.data<float>()[i] = static_cast<float>(state >> 8) / 8388608.0f - 1.0f;
+    }
+    ex.set_input(name, x);
+  }
+  std::vector<engine::StepTime> steps = ex.profile(runs);
+  double total = 0;
+  for (const auto& s : steps) total += s.ms;
+  std::stable_sort(steps.begin(), steps.end(), [](const auto& a, const auto& b) { return a.ms > b.ms; });
+  nlohmann::json j{{"runs", runs}, {"total_ms", total}};
+  for (const auto& s : steps) j["steps"].push_back({{"step", s.label}, {"ms", s.ms}});
+  return j;
+}
 
 std::string mib(size_t bytes) {
   char buf[32];
@@ -24,6 +49,7 @@ std::string mib(size_t bytes) {
 }
 
 int run_inspect(const InspectOptions& o) {
+  if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
   formats::LoadedModel m = formats::load_model(o.model);
   const engine::Graph& g = *m.graph;
   engine::PlanOptions plan;
@@ -66,6 +92,7 @@ int run_inspect(const InspectOptions& o) {
                {"fused_adds", st.fused_adds},
                {"folded_batchnorms", m.folded_batchnorms},
                {"layout_reorders", st.layout_reorders}};
+  if (o.profile_runs > 0) j["profile"] = profile(ex, plan, o.profile_runs);
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -92,6 +119,14 @@ int run_inspect(const InspectOptions& o) {
               "%d layout reorders)\n",
               st.steps, st.fused_activations, st.fused_adds, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
   for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
+  if (o.profile_runs > 0) {
+    const nlohmann::json& p = j["profile"];
+    std::printf("\nforward, sum of the kernels' medians over %d runs: %.3f ms; slowest kernels first\n", o.profile_runs,
+                p["total_ms"].get<double>());
+    for (const auto& s : p["steps"])
+      std::printf("%9.3f ms  %5.1f%%  %s\n", s["ms"].get<double>(), 100.0 * s["ms"].get<double>() / p["total_ms"].get<double>(),
+                  s["step"].get<std::string>().c_str());
+  }
   return 0;
 }
 
@@ -102,6 +137,9 @@ Command add_inspect(CLI::App& app) {
   app.add_option("model", o->model, "Model file (.onnx, .keras, .h5, TensorFlow.js model.json)")->required();
   app.add_option("--batch", o->batch, "Batch size to plan for")->check(CLI::Range(1, 1024));
   app.add_flag("--json", o->json, "Print JSON");
+  app.add_option("--profile", o->profile_runs, "Time every kernel over this many forwards and list them, slowest first")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--threads", o->threads, "Compute threads for --profile (default: all cores)")->check(CLI::Range(1, 256));
   return [o] { return run_inspect(*o); };
 }
 

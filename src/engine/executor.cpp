@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -108,6 +109,8 @@ struct Executor::Impl {
   void pin_backward_region();
   void allocate();
   std::vector<bool> region(const std::vector<int>& from, const std::vector<int>& to, std::vector<bool>* reaches_to) const;
+  void check_inputs_set() const;
+  void run_step(Step& step);
   Tensor tensor_of(int slot) const { return slots[slot].known.defined() ? slots[slot].known : slots[slot].view; }
 };
 
@@ -486,23 +489,53 @@ void Executor::set_input(const std::string& name, const Tensor& value) {
   impl_->forward_done = false;
 }
 
-void Executor::forward() {
-  for (size_t id = 0; id < impl_->slots.size(); ++id) {
-    const Slot& s = impl_->slots[id];
-    if (s.is_input && !s.known.defined() && !impl_->inputs_set.count(static_cast<int>(id)))
+void Executor::Impl::check_inputs_set() const {
+  for (size_t id = 0; id < slots.size(); ++id) {
+    const Slot& s = slots[id];
+    if (s.is_input && !s.known.defined() && !inputs_set.count(static_cast<int>(id)))
       throw Error(ErrorKind::invalid_input, "graph input '" + s.name + "' was not set");
   }
-  for (Step& step : impl_->steps) {
-    std::vector<Tensor> in, out;
-    for (int i : step.in) in.push_back(i >= 0 ? impl_->tensor_of(i) : Tensor());
-    for (int o : step.out) out.push_back(impl_->slots[o].view);
-    try {
-      step.kernel->forward(in, out);
-    } catch (const Error& e) {
-      throw Error(e.kind(), "while running '" + step.label + "': " + e.what());
+}
+
+void Executor::Impl::run_step(Step& step) {
+  std::vector<Tensor> in, out;
+  for (int i : step.in) in.push_back(i >= 0 ? tensor_of(i) : Tensor());
+  for (int o : step.out) out.push_back(slots[o].view);
+  try {
+    step.kernel->forward(in, out);
+  } catch (const Error& e) {
+    throw Error(e.kind(), "while running '" + step.label + "': " + e.what());
+  }
+}
+
+void Executor::forward() {
+  impl_->check_inputs_set();
+  for (Step& step : impl_->steps) impl_->run_step(step);
+  impl_->forward_done = true;
+}
+
+std::vector<StepTime> Executor::profile(int runs) {
+  impl_->check_inputs_set();
+  // A forward may reuse an input's buffer once its last reader is done: every run starts from
+  // the values set, restored untimed. Run 0 is a warm-up (lazily built primitives, first touches).
+  std::vector<std::pair<int, Tensor>> inputs;
+  for (int id : impl_->inputs_set) inputs.emplace_back(id, impl_->slots[id].view.clone());
+  std::vector<std::vector<double>> ms(impl_->steps.size());
+  for (int r = 0; r <= std::max(runs, 1); ++r) {
+    for (const auto& [id, value] : inputs) impl_->slots[id].view.copy_from(value);
+    for (size_t s = 0; s < impl_->steps.size(); ++s) {
+      const auto start = std::chrono::steady_clock::now();
+      impl_->run_step(impl_->steps[s]);
+      if (r > 0) ms[s].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
   }
   impl_->forward_done = true;
+  std::vector<StepTime> out;
+  for (size_t s = 0; s < ms.size(); ++s) {
+    std::nth_element(ms[s].begin(), ms[s].begin() + ms[s].size() / 2, ms[s].end());
+    out.push_back({impl_->steps[s].label, ms[s][ms[s].size() / 2]});
+  }
+  return out;
 }
 
 Tensor Executor::get(const std::string& name) const {

@@ -57,6 +57,12 @@ struct TensorPlanInfo {
   bool known = false;  // folded at plan time
 };
 
+// One kernel of the plan and its median wall time over a profile's runs (Executor::profile).
+struct StepTime {
+  std::string label;  // the node, "+" what rides on it, or a layout copy ("x#nhwc")
+  double ms = 0;
+};
+
 class Executor {
  public:
   Executor(std::shared_ptr<const Graph> graph, PlanOptions options);
@@ -65,7 +71,11 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   void set_input(const std::string& name, const Tensor& value);  // any layout; copied in
+  // The inputs' buffers may be reused by later kernels: set them again before the next forward.
   void forward();
+  // Runs forward `runs` times from the inputs as set (after a warm-up run) and times every
+  // kernel: where a forward's time goes, in plan order (dermal inspect --profile).
+  std::vector<StepTime> profile(int runs);
   // An output, a kept tensor or a folded constant, as an owning plain copy.
   Tensor get(const std::string& name) const;
   // Gradients of sum(seed * from) with respect to each tensor in `to` (plain, owning). Runs only

@@ -50,6 +50,24 @@ TEST(Cli, PredictJsonLines) {
   EXPECT_EQ(n, 2);
 }
 
+// inspect: the plan's figures, and with --profile every kernel's time, slowest first.
+TEST(Cli, InspectProfilesTheKernels) {
+  CliRun r = dermal("inspect --json --profile 3 --threads 1 " + std::string(DERMAL_SHARED_DIR) + "/models/resnet18_ham192.onnx");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["plan"]["fused_adds"], 8);  // every residual Add rides on the convolution before it
+  const auto& steps = j["profile"]["steps"];
+  ASSERT_EQ(steps.size(), j["plan"]["kernels"].get<size_t>());
+  double sum = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    sum += steps[i]["ms"].get<double>();
+    if (i) EXPECT_LE(steps[i]["ms"].get<double>(), steps[i - 1]["ms"].get<double>());
+  }
+  EXPECT_NEAR(sum, j["profile"]["total_ms"].get<double>(), 1e-9);
+  EXPECT_GT(sum, 0.0);
+  EXPECT_NE(dermal("inspect --profile 0 " + std::string(DERMAL_SHARED_DIR) + "/models/resnet18_ham192.onnx").status, 0);
+}
+
 TEST(Cli, ExplainWritesOverlayAtTheImageSize) {
   const std::string out = (std::filesystem::temp_directory_path() / "dermal_cli_overlay.png").string();
   CliRun r = dermal("explain --json --method gradcam++ --class mel --out " + out + " " + kImages + "ISIC_0024306.jpg");

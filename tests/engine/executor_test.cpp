@@ -416,6 +416,33 @@ TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
   EXPECT_EQ(compare(kept.get("logits"), logits[0], 1e-5, 1e-4), "");
 }
 
+// profile() times each kernel of the plan once per run, under the plan's own labels (fused kernels
+// name what rides on them), and its runs are real forwards from the inputs as set, every one.
+TEST(Executor, ProfileTimesEveryKernel) {
+  std::mt19937 rng(33);
+  auto g = residual_cnn(rng);
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 4, 6, 6};
+  Executor ex(g, opts);
+  Tensor x = random_tensor({1, 4, 6, 6}, rng);
+  EXPECT_THROW(ex.profile(2), Error);  // no input yet
+  ex.set_input("x", x);
+  std::vector<engine::StepTime> steps = ex.profile(3);
+  const Tensor after_profile = ex.get("logits");
+  ex.set_input("x", x);
+  ex.forward();
+  const Tensor logits = ex.get("logits");
+  ASSERT_EQ(static_cast<int>(steps.size()), ex.stats().steps);
+  std::vector<std::string> labels;
+  for (const auto& s : steps) {
+    EXPECT_GE(s.ms, 0.0) << s.label;
+    labels.push_back(s.label);
+  }
+  for (const char* fused : {"conv_a+relu_a", "conv_b+add_b+relu_b", "conv_c+add_c", "conv_d", "fc"})
+    EXPECT_NE(std::find(labels.begin(), labels.end(), fused), labels.end()) << fused;
+  EXPECT_EQ(compare(after_profile, logits, 0, 0), "");
+}
+
 // A kernel that says it runs plain loops (as pooling does when oneDNN refuses a case): the plan
 // must list it, so that a slow path is never silent.
 class SlowPathKernel : public engine::Kernel {
