@@ -35,6 +35,7 @@ struct Fusion {
   const Node* add = nullptr;
   std::string residual;  // the Add's other operand
   const Node* act = nullptr;
+  std::optional<EltwiseSpec> eltwise;  // act as the kernel applies it
   const Node* last(const Node* producer) const { return act ? act : add ? add : producer; }
 };
 
@@ -233,14 +234,14 @@ std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<c
     auto readers = graph->consumers(name);
     return readers.size() == 1 ? readers[0] : nullptr;
   };
-  auto as_activation = [&](const Node* reader, const std::string& of) -> bool {
-    if (!reader || reader->inputs.empty() || reader->inputs[0] != of) return false;
+  auto as_activation = [&](const Node* reader, const std::string& of) -> std::optional<EltwiseSpec> {
+    if (!reader || reader->inputs.empty() || reader->inputs[0] != of) return std::nullopt;
     std::vector<const Tensor*> known;
     for (const auto& name : reader->inputs) {
       const Slot* s = name.empty() ? nullptr : &slots[find(name, "fusion")];
       known.push_back(s && s->known.defined() ? &s->known : nullptr);
     }
-    return reader->op->as_eltwise(known).has_value();
+    return reader->op->as_eltwise(known);
   };
   for (size_t i = 0; i < runtime.size(); ++i) {
     const Node* n = runtime[i];
@@ -255,9 +256,9 @@ std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<c
         reader->inputs[0] != reader->inputs[1]) {
       const std::string& r = reader->inputs[reader->inputs[0] == y ? 1 : 0];
       const Slot& rs = slots[find(r, "fusion")];
+      const TensorInfo& yi = slots[find(y, "fusion")].info;
       const bool before = rs.is_input || (produced_at.count(r) && produced_at.at(r) < i);
-      if (!rs.known.defined() && !rs.held && before && rs.info.shape == slots[find(y, "fusion")].info.shape &&
-          rs.info.dtype == slots[find(y, "fusion")].info.dtype) {
+      if (!rs.known.defined() && !rs.held && before && rs.info.shape == yi.shape && rs.info.dtype == yi.dtype) {
         f.add = reader;
         f.residual = r;
         reader = sole_reader(reader->outputs[0]);
@@ -265,7 +266,7 @@ std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<c
         reader = nullptr;
       }
     }
-    if (as_activation(reader, f.last(n)->outputs[0])) f.act = reader;
+    if ((f.eltwise = as_activation(reader, f.last(n)->outputs[0]))) f.act = reader;
     if (f.add || f.act) fused[n] = f;
   }
   return fused;
@@ -341,17 +342,11 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
       cfg.post_add = true;
       ++stats.fused_adds;
     }
-    const Node* act = f.act;
     const Node* last = f.last(n);
     for (const auto& name : n->outputs) cfg.outputs.push_back(name.empty() ? TensorInfo{} : slots[find(name, "plan")].info);
     cfg.output_layouts.assign(cfg.outputs.size(), Layout::plain);
-    if (act) {
-      std::vector<const Tensor*> known;
-      for (const auto& name : act->inputs)
-        known.push_back(!name.empty() && slots[find(name, "plan")].known.defined() ? &slots[find(name, "plan")].known : nullptr);
-      cfg.post_eltwise = act->op->as_eltwise(known);
-      ++stats.fused_activations;
-    }
+    cfg.post_eltwise = f.eltwise;
+    if (f.eltwise) ++stats.fused_activations;
     step.kernel = n->op->make_kernel(cfg);
     if (std::string why = step.kernel->fallback_reason(); !why.empty()) stats.fallbacks.push_back(n->name + ": " + why);
     const int index = static_cast<int>(steps.size());

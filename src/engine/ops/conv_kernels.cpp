@@ -159,6 +159,24 @@ Tensor pre_activation_grad(const std::optional<EltwiseSpec>& act, const Tensor& 
   return g;
 }
 
+// Backward's start, the same in both kernels: the gradient before the fused activation, which a
+// fused Add hands on to its residual unchanged (when d_in asks for that gradient). Undefined when
+// no gradient is asked for, or none comes from above (every gradient asked for is then zeroed).
+Tensor backward_start(bool residual, const std::optional<EltwiseSpec>& act, const Tensor& y, const std::vector<Tensor>& d_out,
+                      const std::vector<Tensor>& d_in) {
+  const Tensor* d_r = residual && d_in.size() > kResidualInput && d_in[kResidualInput].defined() ? &d_in[kResidualInput] : nullptr;
+  if (!d_in[0].defined() && !d_r) return {};
+  if (!d_out[0].defined()) {
+    for (const Tensor* d : {&d_in[0], d_r})
+      if (d && d->defined()) d->fill_zero();
+    return {};
+  }
+  Tensor gy;
+  dispatch_float(y.dtype(), [&](auto t) { gy = pre_activation_grad<decltype(t)>(act, y, d_out[0]); });
+  if (d_r) d_r->copy_from(gy);
+  return gy;
+}
+
 // The plain-loop reference. Weights are [oc, c / group, kh, kw].
 class ReferenceConvKernel : public Kernel {
  public:
@@ -189,20 +207,12 @@ class ReferenceConvKernel : public Kernel {
 
   void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
-    const Tensor* d_r = residual_ && d_in.size() > kResidualInput && d_in[kResidualInput].defined() ? &d_in[kResidualInput] : nullptr;
-    if (!d_in[0].defined() && !d_r) return;
-    if (!d_out[0].defined()) {
-      for (const Tensor* d : {&d_in[0], d_r})
-        if (d && d->defined()) d->fill_zero();
-      return;
-    }
+    const Tensor gy = backward_start(residual_, act_, out[0], d_out, d_in);
+    if (!gy.defined() || !d_in[0].defined()) return;
+    d_in[0].fill_zero();
     const std::vector<double>& w = values(known_w_, in, 1, w_now_);
     dispatch_float(in[0].dtype(), [&](auto t) {
       using T = decltype(t);
-      Tensor gy = pre_activation_grad<T>(act_, out[0], d_out[0]);
-      if (d_r) d_r->copy_from(gy);  // the residual's gradient: the Add passes it on unchanged
-      if (!d_in[0].defined()) return;
-      d_in[0].fill_zero();
       const T* dy = gy.data<T>();
       T* dx = d_in[0].data<T>();
       auto xs = strides4(d_in[0]), ys = strides4(gy);
@@ -351,15 +361,8 @@ class DnnlConvKernel : public Kernel {
 
   void backward(const std::vector<Tensor>& in, const std::vector<Tensor>& out, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
-    const Tensor* d_r = residual_ && d_in.size() > kResidualInput && d_in[kResidualInput].defined() ? &d_in[kResidualInput] : nullptr;
-    if (!d_out[0].defined()) {
-      for (const Tensor* d : {&d_in[0], d_r})
-        if (d && d->defined()) d->fill_zero();
-      return;
-    }
-    Tensor gy = pre_activation_grad<float>(act_, out[0], d_out[0]);
-    if (d_r) d_r->copy_from(gy);  // the residual's gradient: the Add passes it on unchanged
-    if (!d_in[0].defined()) return;
+    const Tensor gy = backward_start(residual_, act_, out[0], d_out, d_in);
+    if (!gy.defined() || !d_in[0].defined()) return;
     prepare_backward();
     Tensor w32 = constant_w() ? Tensor() : as_f32(in[1]);
     dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst_md_, gy.raw())},
