@@ -19,6 +19,7 @@ struct InspectOptions {
   bool json = false;
   int profile_runs = 0;  // > 0: time every kernel over this many forwards
   int threads = 0;       // 0: every core
+  std::string precision = "f32";
 };
 
 // A fixed pseudo-random image in [-1, 1] for each runtime input, then each kernel's median time,
@@ -62,6 +63,7 @@ int run_inspect(const InspectOptions& o) {
       }
     plan.input_shapes[in.name] = s;
   }
+  plan.precision = engine::parse_precision(o.precision);
   engine::Executor ex(m.graph, plan);
   const auto& st = ex.stats();
   nlohmann::json j;
@@ -91,7 +93,10 @@ int run_inspect(const InspectOptions& o) {
                {"fused_activations", st.fused_activations},
                {"fused_adds", st.fused_adds},
                {"folded_batchnorms", m.folded_batchnorms},
-               {"layout_reorders", st.layout_reorders}};
+               {"layout_reorders", st.layout_reorders},
+               {"precision", engine::precision_name(st.precision)},
+               {"bf16_convolutions", st.bf16_convolutions}};
+  if (!st.precision_note.empty()) j["plan"]["precision_note"] = st.precision_note;
   if (o.profile_runs > 0) j["profile"] = profile(ex, plan, o.profile_runs);
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -118,6 +123,9 @@ int run_inspect(const InspectOptions& o) {
   std::printf("kernels                  %d (%d activations and %d residual Adds fused, %d BatchNorms folded, %d nodes folded, "
               "%d layout reorders)\n",
               st.steps, st.fused_activations, st.fused_adds, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
+  std::printf("precision                %s", engine::precision_name(st.precision));
+  if (st.precision == engine::Precision::bf16) std::printf(" (%d convolutions in bf16, sums in f32; the rest in f32)", st.bf16_convolutions);
+  std::printf("%s\n", st.precision_note.empty() ? "" : ("; " + st.precision_note).c_str());
   for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
   if (o.profile_runs > 0) {
     const nlohmann::json& p = j["profile"];
@@ -140,6 +148,8 @@ Command add_inspect(CLI::App& app) {
   app.add_option("--profile", o->profile_runs, "Time every kernel over this many forwards and list them, slowest first")
       ->check(CLI::Range(1, 100000));
   app.add_option("--threads", o->threads, "Compute threads for --profile (default: all cores)")->check(CLI::Range(1, 256));
+  app.add_option("--precision", o->precision, "Convolutions in f32 (default) or bf16 (on CPUs with AVX-512 BF16)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   return [o] { return run_inspect(*o); };
 }
 

@@ -18,17 +18,22 @@ dnnl::stream& cpu_stream() {
 
 dnnl::memory::dims dims(const Shape& shape) { return dnnl::memory::dims(shape.begin(), shape.end()); }
 
-dnnl::memory::desc desc(const Shape& shape, Layout layout) {
+dnnl::memory::data_type data_type(DType dtype) {
+  DERMAL_ASSERT(dtype == DType::f32 || dtype == DType::bf16);
+  return dtype == DType::bf16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+}
+
+dnnl::memory::desc desc(const Shape& shape, Layout layout, DType dtype) {
   using tag = dnnl::memory::format_tag;
   if (layout == Layout::nhwc) {
     DERMAL_ASSERT(shape.size() == 4);
-    return dnnl::memory::desc(dims(shape), dnnl::memory::data_type::f32, tag::nhwc);
+    return dnnl::memory::desc(dims(shape), data_type(dtype), tag::nhwc);
   }
   // Row-major strides; a scalar becomes a one-element 1-D tensor.
   Shape s = shape.empty() ? Shape{1} : shape;
   dnnl::memory::dims strides(s.size(), 1);
   for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * s[i + 1];
-  return dnnl::memory::desc(dims(s), dnnl::memory::data_type::f32, strides);
+  return dnnl::memory::desc(dims(s), data_type(dtype), strides);
 }
 
 dnnl::memory memory(const dnnl::memory::desc& md, void* data) { return dnnl::memory(md, cpu_engine(), data); }
@@ -48,6 +53,27 @@ void reorder_into(const dnnl::memory& src, const dnnl::memory& dst) {
   dnnl::reorder r(src, dst);
   r.execute(cpu_stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
   cpu_stream().wait();
+}
+
+bool cpu_has_bf16() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+std::string cpu_isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_mic: return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    default: return "other";
+  }
 }
 
 void set_threads(int threads) {

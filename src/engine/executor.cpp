@@ -8,20 +8,22 @@
 #include <cstring>
 #include <set>
 
+#include "engine/dnnl_util.h"
 #include "engine/planner.h"
 
 namespace dermal::engine {
 
 namespace {
 
-// A tensor of the plan: a graph tensor, or a layout-converted copy of one.
+// A tensor of the plan: a graph tensor, or a converted copy of one (another layout, or f32 <->
+// bf16). info.dtype is how it is stored: bf16 only for what convolutions alone read in bf16 plans.
 struct Slot {
   std::string name;
   TensorInfo info;
   Layout layout = Layout::plain;
   Tensor known;             // defined when its value is known at plan time
   bool held = false;        // a constant its reader's op holds (Graph::held_by_ops): no value here
-  bool internal = false;    // a layout copy, not a graph tensor
+  bool internal = false;    // a converted copy, not a graph tensor
   bool is_input = false;
   int producer = -1;        // step index; -1 for inputs
   int last_reader = -1;
@@ -46,16 +48,35 @@ struct Step {
   std::vector<int> in, out;      // slot ids; -1 for an absent optional input
 };
 
-// Copies a tensor into another layout; its gradient is the same copy backwards.
-class LayoutKernel : public Kernel {
+// A gradient is f32 where its tensor is stored in bf16.
+DType grad_dtype(DType stored) { return stored == DType::bf16 ? DType::f32 : stored; }
+
+// Copies a tensor into another layout and/or between f32 and bf16 (oneDNN's reorder, which
+// rounds to nearest even); its gradient (f32 on both sides) is the same copy backwards.
+class ConvertKernel : public Kernel {
  public:
-  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override { out[0].copy_from(in[0]); }
+  ConvertKernel(const Shape& shape, DType from, Layout from_layout, DType to, Layout to_layout) {
+    if (from == to) return;
+    auto src = dnnl_util::desc(shape, from_layout, from), dst = dnnl_util::desc(shape, to_layout, to);
+    reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_util::cpu_engine(), src, dnnl_util::cpu_engine(), dst));
+    src_md_ = src;
+    dst_md_ = dst;
+  }
+  void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
+    if (!reorder_) return out[0].copy_from(in[0]);
+    dnnl_util::execute(reorder_, {{DNNL_ARG_FROM, dnnl_util::memory(src_md_, in[0].raw())},
+                                  {DNNL_ARG_TO, dnnl_util::memory(dst_md_, out[0].raw())}});
+  }
   void backward(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>& d_out,
                 const std::vector<Tensor>& d_in) override {
     if (!d_in[0].defined()) return;
     if (d_out[0].defined()) d_in[0].copy_from(d_out[0]);
     else d_in[0].fill_zero();
   }
+
+ private:
+  dnnl::reorder reorder_;
+  dnnl::memory::desc src_md_, dst_md_;
 };
 
 bool is_float(DType t) { return t == DType::f32 || t == DType::f64; }
@@ -85,6 +106,7 @@ struct Executor::Impl {
   std::shared_ptr<void> arena;
   std::set<int> inputs_set;
   bool forward_done = false;
+  bool bf16 = false;  // convolutions run in bf16 (asked for, and the CPU has it)
 
   int add_slot(Slot s) {
     slots.push_back(std::move(s));
@@ -104,9 +126,12 @@ struct Executor::Impl {
   void plan();
   void add_inputs_and_constants();
   void fold_or_schedule(std::vector<const Node*>& runtime);
+  std::set<std::string> must_stay() const;
   std::map<const Node*, Fusion> choose_fusions(const std::vector<const Node*>& runtime);
   void build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, Fusion>& fused);
-  int converted(int slot, Layout layout, std::map<std::pair<int, Layout>, int>& cache);
+  bool bf16_readers_only(const std::string& name, const std::map<const Node*, const Node*>& add_rides_on) const;
+  using Conversions = std::map<std::tuple<int, Layout, DType>, int>;
+  int converted(int slot, Layout layout, DType dtype, Conversions& cache);
   void pin_backward_region();
   void allocate();
   std::vector<bool> region(const std::vector<int>& from, const std::vector<int>& to, std::vector<bool>* reaches_to) const;
@@ -215,16 +240,22 @@ void Executor::Impl::fold_or_schedule(std::vector<const Node*>& runtime) {
   }
 }
 
+// Tensors a caller reads or differentiates: never fused away, never stored in bf16.
+std::set<std::string> Executor::Impl::must_stay() const {
+  std::set<std::string> names(opts.keep.begin(), opts.keep.end());
+  names.insert(opts.backward_to.begin(), opts.backward_to.end());
+  names.insert(opts.backward_from.begin(), opts.backward_from.end());
+  for (const auto& o : graph->outputs) names.insert(o.name);
+  return names;
+}
+
 // Ops that ride on a convolution: a residual Add, then an activation (Fusion). Only a tensor
 // nothing else reads, and that no one asked to keep or differentiate to, may disappear into a
 // fused kernel.
 std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<const Node*>& runtime) {
   std::map<const Node*, Fusion> fused;  // producer -> what rides on it
   if (!opts.fuse || opts.compute != DType::f32) return fused;
-  std::set<std::string> must_stay(opts.keep.begin(), opts.keep.end());
-  must_stay.insert(opts.backward_to.begin(), opts.backward_to.end());
-  must_stay.insert(opts.backward_from.begin(), opts.backward_from.end());
-  for (const auto& o : graph->outputs) must_stay.insert(o.name);
+  const std::set<std::string> must_stay = this->must_stay();
   std::map<std::string, size_t> produced_at;  // runtime tensor -> index of its node in `runtime`
   for (size_t i = 0; i < runtime.size(); ++i)
     for (const auto& o : runtime[i]->outputs) produced_at[o] = i;
@@ -272,18 +303,33 @@ std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<c
   return fused;
 }
 
-int Executor::Impl::converted(int slot, Layout layout, std::map<std::pair<int, Layout>, int>& cache) {
-  auto key = std::make_pair(slot, layout);
+// May `name` be stored in bf16: does every reader take bf16 there (a convolution's X, or the
+// residual of an Add riding on one)? add_rides_on: each fused Add -> its convolution.
+bool Executor::Impl::bf16_readers_only(const std::string& name, const std::map<const Node*, const Node*>& add_rides_on) const {
+  for (const Node* reader : graph->consumers(name)) {
+    if (auto conv = add_rides_on.find(reader); conv != add_rides_on.end()) {
+      if (!conv->second->op->accepts_bf16(kResidualInput)) return false;
+      continue;
+    }
+    for (size_t i = 0; i < reader->inputs.size(); ++i)
+      if (reader->inputs[i] == name && !reader->op->accepts_bf16(i)) return false;
+  }
+  return true;
+}
+
+int Executor::Impl::converted(int slot, Layout layout, DType dtype, Conversions& cache) {
+  auto key = std::make_tuple(slot, layout, dtype);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   Slot s;
-  s.name = slots[slot].name + (layout == Layout::nhwc ? "#nhwc" : "#plain");
-  s.info = slots[slot].info;
+  s.name = slots[slot].name + (layout == slots[slot].layout ? "" : layout == Layout::nhwc ? "#nhwc" : "#plain") +
+           (dtype == slots[slot].info.dtype ? "" : dtype == DType::bf16 ? "#bf16" : "#f32");
+  s.info = {dtype, slots[slot].info.shape};
   s.layout = layout;
   s.internal = true;
   int id = add_slot(std::move(s));
   Step step;
   step.label = slots[id].name;
-  step.kernel = std::make_unique<LayoutKernel>();
+  step.kernel = std::make_unique<ConvertKernel>(slots[id].info.shape, slots[slot].info.dtype, slots[slot].layout, dtype, layout);
   step.in = {slot};
   step.out = {id};
   slots[id].producer = static_cast<int>(steps.size());
@@ -296,10 +342,14 @@ int Executor::Impl::converted(int slot, Layout layout, std::map<std::pair<int, L
 
 void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, Fusion>& fused) {
   std::set<const Node*> absorbed;
-  for (const auto& [conv, f] : fused)
+  std::map<const Node*, const Node*> add_rides_on;
+  for (const auto& [conv, f] : fused) {
     for (const Node* rider : {f.add, f.act})
       if (rider) absorbed.insert(rider);
-  std::map<std::pair<int, Layout>, int> conversions;
+    if (f.add) add_rides_on[f.add] = conv;
+  }
+  const std::set<std::string> must_stay = this->must_stay();
+  Conversions conversions;
   const bool layouts = opts.fuse && opts.compute == DType::f32;
   for (const Node* n : runtime) {
     if (absorbed.count(n)) continue;
@@ -325,10 +375,15 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
       }
       int id = find(n->inputs[i], n->name.c_str());
       if (!slots[id].known.defined() && layouts) {
-        bool rank4 = slots[id].info.shape.size() == 4;
-        if (slots[id].layout == Layout::nhwc && !n->op->accepts_nhwc(i)) id = converted(id, Layout::plain, conversions);
-        else if (slots[id].layout == Layout::plain && rank4 && i == 0 && n->op->wants_nhwc())
-          id = converted(id, Layout::nhwc, conversions);
+        const bool rank4 = slots[id].info.shape.size() == 4;
+        Layout layout = slots[id].layout;
+        if (layout == Layout::nhwc && !n->op->accepts_nhwc(i)) layout = Layout::plain;
+        else if (layout == Layout::plain && rank4 && i == 0 && n->op->wants_nhwc()) layout = Layout::nhwc;
+        // In bf16 plans a convolution's X comes in bf16; nothing else reads bf16.
+        DType dtype = slots[id].info.dtype;
+        if (dtype == DType::bf16 && !n->op->accepts_bf16(i)) dtype = DType::f32;
+        else if (bf16 && dtype == DType::f32 && i == 0 && n->op->accepts_bf16(0)) dtype = DType::bf16;
+        if (layout != slots[id].layout || dtype != slots[id].info.dtype) id = converted(id, layout, dtype, conversions);
       }
       add_input(id);
     }
@@ -337,7 +392,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
       while (step.in.size() < kResidualInput) add_input(-1);
       int id = find(f.residual, n->name.c_str());
       const Layout want = slots[id].info.shape.size() == 4 ? cfg.input_layouts[0] : Layout::plain;
-      if (slots[id].layout != want) id = converted(id, want, conversions);
+      if (slots[id].layout != want) id = converted(id, want, slots[id].info.dtype, conversions);
       add_input(id);
       cfg.post_add = true;
       ++stats.fused_adds;
@@ -345,6 +400,13 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
     const Node* last = f.last(n);
     for (const auto& name : n->outputs) cfg.outputs.push_back(name.empty() ? TensorInfo{} : slots[find(name, "plan")].info);
     cfg.output_layouts.assign(cfg.outputs.size(), Layout::plain);
+    // A bf16 convolution's result stays bf16 when only bf16 convolutions read it.
+    const bool bf16_conv = !cfg.inputs.empty() && cfg.inputs[0].dtype == DType::bf16;
+    if (bf16_conv) {
+      ++stats.bf16_convolutions;
+      const std::string& y = last->outputs[0];
+      if (!must_stay.count(y) && bf16_readers_only(y, add_rides_on)) cfg.outputs[0].dtype = DType::bf16;
+    }
     cfg.post_eltwise = f.eltwise;
     if (f.eltwise) ++stats.fused_activations;
     step.kernel = n->op->make_kernel(cfg);
@@ -361,7 +423,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
         id = add_slot(std::move(s));
       } else {
         id = find(name, "plan");
-        if (last != n) slots[id].info = cfg.outputs[k];
+        if (k < cfg.outputs.size()) slots[id].info = cfg.outputs[k];
       }
       slots[id].layout = k < cfg.output_layouts.size() ? cfg.output_layouts[k] : Layout::plain;
       slots[id].producer = index;
@@ -451,6 +513,15 @@ void Executor::Impl::allocate() {
 void Executor::Impl::plan() {
   if (opts.compute != DType::f32 && opts.compute != DType::f64)
     throw Error(ErrorKind::invalid_input, "compute dtype must be float32 or float64");
+  if (opts.precision == Precision::bf16) {
+    if (opts.compute != DType::f32 || !opts.fuse)
+      stats.precision_note = "bf16 needs the fast f32 path (compute f32, fuse on): running " + std::string(dtype_name(opts.compute));
+    else if (!dnnl_util::cpu_has_bf16())
+      stats.precision_note = "this CPU has no native bf16 (oneDNN uses " + dnnl_util::cpu_isa_name() + "): running f32";
+    else
+      bf16 = true;
+  }
+  stats.precision = bf16 ? Precision::bf16 : Precision::f32;
   add_inputs_and_constants();
   std::vector<const Node*> runtime;
   fold_or_schedule(runtime);
@@ -540,7 +611,7 @@ Tensor Executor::get(const std::string& name) const {
   if (!s.pinned)
     throw Error(ErrorKind::invalid_input, "tensor '" + name + "' is not kept after forward: add it to PlanOptions::keep");
   if (!impl_->forward_done) throw Error(ErrorKind::invalid_input, "get('" + name + "') before forward()");
-  Tensor plain = Tensor::zeros(s.info.dtype, s.info.shape);
+  Tensor plain = Tensor::zeros(grad_dtype(s.info.dtype), s.info.shape);  // bf16 comes back as f32
   plain.copy_from(s.view);
   return plain;
 }
@@ -581,7 +652,7 @@ std::vector<Tensor> Executor::backward(const std::string& from, const Tensor& se
     for (size_t k = 0; k < step.in.size(); ++k) {
       int i = step.in[k];
       bool need = i >= 0 && depends[i] && !m.slots[i].known.defined() && (!step.op || step.op->differentiable(k));
-      d_in.push_back(need ? Tensor::zeros(m.slots[i].info.dtype, m.slots[i].info.shape, m.slots[i].layout) : Tensor());
+      d_in.push_back(need ? Tensor::zeros(grad_dtype(m.slots[i].info.dtype), m.slots[i].info.shape, m.slots[i].layout) : Tensor());
     }
     try {
       step.kernel->backward(in, out, d_out, d_in);
@@ -614,8 +685,16 @@ const TensorInfo& Executor::info(const std::string& name) const { return impl_->
 std::vector<TensorPlanInfo> Executor::tensor_infos() const {
   std::vector<TensorPlanInfo> out;
   for (const Slot& s : impl_->slots)
-    if (!s.internal) out.push_back({s.name, s.info, s.known.defined() || s.held});
+    if (!s.internal) out.push_back({s.name, {grad_dtype(s.info.dtype), s.info.shape}, s.known.defined() || s.held});
   return out;
+}
+
+const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
+
+Precision parse_precision(const std::string& name) {
+  if (name == "f32") return Precision::f32;
+  if (name == "bf16") return Precision::bf16;
+  throw Error(ErrorKind::invalid_input, "precision '" + name + "' is not one of f32, bf16");
 }
 
 const Graph& Executor::graph() const { return *impl_->graph; }

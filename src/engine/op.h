@@ -50,7 +50,7 @@ struct EltwiseSpec {
 
 // What a kernel is compiled for. The kernel may set output_layouts.
 struct KernelConfig {
-  DType compute = DType::f32;            // dtype of data tensors (f32 or f64)
+  DType compute = DType::f32;            // dtype of data tensors (f32 or f64; bf16 plans: see Op::accepts_bf16)
   std::vector<TensorInfo> inputs;        // shapes; an absent optional input has an empty TensorInfo
   std::vector<bool> present;             // which inputs exist
   std::vector<const Tensor*> known;      // values known at plan time (weights, folded shapes)
@@ -111,6 +111,10 @@ class Op {
   virtual bool accepts_post_eltwise() const { return false; }
   // Fusion: may an Add that alone reads this op's output ride on it (KernelConfig::post_add)?
   virtual bool accepts_post_add() const { return false; }
+  // bf16 plans (PlanOptions::precision): may input i arrive stored in bf16 (KernelConfig::inputs
+  // says so)? Such an op computes in bf16 where its input is, and may be asked for a bf16 output
+  // (cfg.outputs[0].dtype); gradients stay f32.
+  virtual bool accepts_bf16(size_t /*input*/) const { return false; }
   // Weights the op keeps in its own form (oneDNN's packed layout) in place of the graph's plain
   // tensor, shared by all its kernels: hold_weights hands input i's constant over, once, at load
   // (Graph::hold_weights_in_ops), and held_weight rebuilds the plain values on demand. Const

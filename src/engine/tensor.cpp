@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/error.h"
 
@@ -16,6 +17,7 @@ size_t dtype_size(DType t) {
     case DType::f32: return 4;
     case DType::f64: return 8;
     case DType::i64: return 8;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -25,6 +27,7 @@ const char* dtype_name(DType t) {
     case DType::f32: return "float32";
     case DType::f64: return "float64";
     case DType::i64: return "int64";
+    case DType::bf16: return "bfloat16";
   }
   return "?";
 }
@@ -162,13 +165,40 @@ std::vector<int64_t> Tensor::strides() const {
 
 namespace {
 
-// Copies between layouts of the same logical tensor (plain <-> nhwc).
-template <class T>
+float bf16_to_float(uint16_t v) {
+  const uint32_t bits = uint32_t{v} << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Round to nearest even, as oneDNN does; a NaN stays a (quiet) NaN.
+uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+template <class To, class From>
+To convert_element(From v) {
+  if constexpr (std::is_same_v<To, From>) return v;
+  else if constexpr (std::is_same_v<To, uint16_t>) return float_to_bf16(v);
+  else return bf16_to_float(v);
+}
+
+// Copies between layouts of the same logical tensor (plain <-> nhwc), converting S to D.
+template <class D, class S = D>
 void copy_strided(const Tensor& src, const Tensor& dst) {
-  const T* s = static_cast<const T*>(src.raw());
-  T* d = static_cast<T*>(dst.raw());
+  const S* s = static_cast<const S*>(src.raw());
+  D* d = static_cast<D*>(dst.raw());
   if (src.layout() == dst.layout()) {
-    if (src.bytes()) std::memcpy(d, s, src.bytes());
+    if constexpr (std::is_same_v<D, S>) {
+      if (src.bytes()) std::memcpy(d, s, src.bytes());
+    } else {
+      for (int64_t i = 0; i < src.numel(); ++i) d[i] = convert_element<D>(s[i]);
+    }
     return;
   }
   const Shape& sh = src.shape();
@@ -177,16 +207,20 @@ void copy_strided(const Tensor& src, const Tensor& dst) {
     for (int64_t c = 0; c < sh[1]; ++c)
       for (int64_t h = 0; h < sh[2]; ++h)
         for (int64_t w = 0; w < sh[3]; ++w)
-          d[n * ds[0] + c * ds[1] + h * ds[2] + w * ds[3]] = s[n * ss[0] + c * ss[1] + h * ss[2] + w * ss[3]];
+          d[n * ds[0] + c * ds[1] + h * ds[2] + w * ds[3]] = convert_element<D>(s[n * ss[0] + c * ss[1] + h * ss[2] + w * ss[3]]);
 }
 
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
-  if (src.dtype() != dtype_ || src.shape() != shape_)
+  const bool convert = (src.dtype() == DType::bf16 && dtype_ == DType::f32) || (src.dtype() == DType::f32 && dtype_ == DType::bf16);
+  if ((src.dtype() != dtype_ && !convert) || src.shape() != shape_)
     throw Error(ErrorKind::internal, "copy_from: " + std::string(dtype_name(src.dtype())) + shape_str(src.shape()) +
                                          " into " + dtype_name(dtype_) + shape_str(shape_));
-  if (dtype_ == DType::f32) copy_strided<float>(src, *this);
+  if (convert && dtype_ == DType::f32) copy_strided<float, uint16_t>(src, *this);
+  else if (convert) copy_strided<uint16_t, float>(src, *this);
+  else if (dtype_ == DType::f32) copy_strided<float>(src, *this);
+  else if (dtype_ == DType::bf16) copy_strided<uint16_t>(src, *this);
   else copy_strided<int64_t>(src, *this);  // f64 and i64 are both 8 bytes: a bit copy is exact
 }
 
@@ -215,6 +249,7 @@ std::vector<double> Tensor::to_doubles() const {
       case DType::f32: out[i] = static_cast<const float*>(p.data_)[i]; break;
       case DType::f64: out[i] = static_cast<const double*>(p.data_)[i]; break;
       case DType::i64: out[i] = static_cast<double>(static_cast<const int64_t*>(p.data_)[i]); break;
+      case DType::bf16: out[i] = bf16_to_float(static_cast<const uint16_t*>(p.data_)[i]); break;
     }
   }
   return out;
@@ -235,6 +270,10 @@ Tensor Tensor::to_dtype(DType dtype) const {
   Tensor p = to_layout(Layout::plain);
   if (dtype == dtype_) return p.clone();
   Tensor t = zeros(dtype, shape_);
+  if ((dtype_ == DType::bf16 && dtype == DType::f32) || (dtype_ == DType::f32 && dtype == DType::bf16)) {
+    t.copy_from(p);
+    return t;
+  }
   if (dtype_ == DType::i64 && dtype != DType::i64) {
     const int64_t* s = static_cast<const int64_t*>(p.data_);
     for (int64_t i = 0; i < numel(); ++i) {
@@ -249,6 +288,7 @@ Tensor Tensor::to_dtype(DType dtype) const {
       case DType::f32: static_cast<float*>(t.data_)[i] = static_cast<float>(v[i]); break;
       case DType::f64: static_cast<double*>(t.data_)[i] = v[i]; break;
       case DType::i64: static_cast<int64_t*>(t.data_)[i] = static_cast<int64_t>(v[i]); break;
+      case DType::bf16: static_cast<uint16_t*>(t.data_)[i] = float_to_bf16(static_cast<float>(v[i])); break;
     }
   }
   return t;

@@ -17,7 +17,9 @@
 
 namespace dermal::engine {
 
-enum class DType : uint8_t { f32, f64, i64 };
+// bf16: bfloat16 (f32's top 16 bits), only as a stored activation between convolutions in
+// bf16 plans (PlanOptions::precision); kernels compute in f32 or f64.
+enum class DType : uint8_t { f32, f64, i64, bf16 };
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 
@@ -73,7 +75,9 @@ class Tensor {
   std::vector<double> to_doubles() const; // values in logical row-major order
   std::vector<int64_t> to_ints() const;   // values in logical row-major order (integral dtypes
                                           // and floats holding integers)
-  void copy_from(const Tensor& src) const;  // writes the data (the handle is const): same shape, dtype
+  // Writes the data (the handle is const): same shape and dtype, or f32 <-> bf16 (rounded to
+  // nearest even).
+  void copy_from(const Tensor& src) const;
   void fill_zero() const;
 
  private:

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/dnnl_util.h"
 #include "engine/executor.h"
 #include "engine/op_check.h"
 #include "engine/planner.h"
@@ -414,6 +415,112 @@ TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
   kept.set_input("x", x);
   kept.forward();
   EXPECT_EQ(compare(kept.get("logits"), logits[0], 1e-5, 1e-4), "");
+}
+
+// Relative error ||a - b|| / ||b|| over all elements, both converted to double.
+double relative_error(const Tensor& a, const Tensor& b) {
+  const auto x = a.to_doubles(), y = b.to_doubles();
+  double d = 0, n = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    d += (x[i] - y[i]) * (x[i] - y[i]);
+    n += y[i] * y[i];
+  }
+  return std::sqrt(d / n);
+}
+
+Tensor bf16_rounded(const Tensor& t) { return t.to_dtype(DType::bf16).to_dtype(DType::f32); }
+
+// A bf16 plan's convolution is the convolution of X and W rounded to bf16, summed in f32: the f64
+// reference on the rounded values gives it to f32 precision, and the unrounded values do not. On
+// a CPU without native bf16 the plan says so and runs f32.
+TEST(Executor, Bf16ConvolutionsRoundTheirInputsAndWeightsOnly) {
+  std::mt19937 rng(41);
+  const Tensor x = random_tensor({1, 32, 9, 9}, rng).to_dtype(DType::f32);
+  const Tensor w = random_tensor({16, 32, 3, 3}, rng, -0.2, 0.2).to_dtype(DType::f32);
+  const Tensor b = random_tensor({16}, rng).to_dtype(DType::f32);
+  auto conv_graph = [&](const Tensor& weights) {
+    auto g = std::make_shared<Graph>();
+    g->inputs.push_back({"x", DType::f32, {1, 32, 9, 9}});
+    g->constants["w"] = weights;
+    g->constants["b"] = b;
+    Attributes same;
+    same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+    g->add_node("Conv", "conv", {"x", "w", "b"}, {"c"}, same, 13);
+    g->add_node("Relu", "relu", {"c"}, {"y"}, {}, 13);
+    g->outputs.push_back({"y", DType::f32, {}});
+    g->finalize();
+    return g;
+  };
+  auto run = [&](const std::shared_ptr<Graph>& g, const Tensor& input, DType compute, engine::Precision precision) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {1, 32, 9, 9};
+    opts.compute = compute;
+    opts.precision = precision;
+    Executor ex(g, opts);
+    ex.set_input("x", input);
+    ex.forward();
+    return std::make_pair(ex.get("y"), ex.stats());
+  };
+  auto [y, stats] = run(conv_graph(w), x, DType::f32, engine::Precision::bf16);
+  if (!engine::dnnl_util::cpu_has_bf16()) {
+    EXPECT_EQ(stats.precision, engine::Precision::f32);
+    EXPECT_NE(stats.precision_note.find("no native bf16"), std::string::npos) << stats.precision_note;
+    GTEST_SKIP() << "this CPU has no native bf16: " << stats.precision_note;
+  }
+  EXPECT_EQ(stats.precision, engine::Precision::bf16);
+  EXPECT_EQ(stats.bf16_convolutions, 1);
+  EXPECT_EQ(stats.precision_note, "");
+  const Tensor rounded = run(conv_graph(bf16_rounded(w)), bf16_rounded(x), DType::f64, engine::Precision::f32).first;
+  const Tensor exact = run(conv_graph(w), x, DType::f64, engine::Precision::f32).first;
+  EXPECT_EQ(compare(y, rounded, 1e-5, 1e-5), "");
+  EXPECT_GT(relative_error(y, exact), 1e-4);  // the rounding shows: this is not the f32 result
+  EXPECT_LT(relative_error(y, exact), 1e-2);
+}
+
+// In a bf16 plan a tensor that only convolutions read (as X, or as a fused Add's residual) is
+// stored in bf16; what anything else reads, or a caller keeps or differentiates to, stays f32.
+// Logits and gradients (computed in f32) stay within bf16's error of the f64 reference.
+TEST(Executor, Bf16PlansStoreWhatOnlyConvolutionsRead) {
+  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  std::mt19937 rng(43);
+  auto g = residual_cnn(rng);
+  Tensor x = random_tensor({2, 4, 6, 6}, rng);
+  Tensor seed = random_tensor({2, 3}, rng);
+  auto plan = [&](engine::Precision precision, DType compute, bool backward) {
+    PlanOptions opts;
+    opts.input_shapes["x"] = {2, 4, 6, 6};
+    opts.precision = precision;
+    opts.compute = compute;
+    if (backward) {
+      opts.backward_from = {"logits"};
+      opts.backward_to = {"x", "ra"};
+    }
+    auto ex = std::make_unique<Executor>(g, opts);
+    ex->set_input("x", x);
+    ex->forward();
+    return ex;
+  };
+  auto reference = plan(engine::Precision::f32, DType::f64, true);
+  auto f32 = plan(engine::Precision::f32, DType::f32, false);
+  auto inference = plan(engine::Precision::bf16, DType::f32, false);
+  EXPECT_EQ(inference->stats().bf16_convolutions, 4);
+  EXPECT_EQ(inference->stats().fused_adds, 2);
+  for (const char* name : {"ra", "rb", "cd"}) EXPECT_EQ(inference->info(name).dtype, DType::bf16) << name;
+  for (const char* name : {"sc", "logits"}) EXPECT_EQ(inference->info(name).dtype, DType::f32) << name;
+  const Tensor logits = inference->get("logits");
+  EXPECT_EQ(logits.dtype(), DType::f32);
+  EXPECT_LT(relative_error(logits, reference->get("logits")), 2e-2);
+  EXPECT_GT(relative_error(logits, f32->get("logits")), 1e-5);
+
+  auto trained = plan(engine::Precision::bf16, DType::f32, true);
+  EXPECT_EQ(trained->info("ra").dtype, DType::f32);  // differentiated to: kept in f32
+  EXPECT_EQ(trained->info("rb").dtype, DType::bf16);
+  auto grads = trained->backward("logits", seed, {"x", "ra"});
+  auto expected = reference->backward("logits", seed, {"x", "ra"});
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(grads[k].dtype(), DType::f32);
+    EXPECT_LT(relative_error(grads[k], expected[k]), 3e-2) << (k ? "d/dra" : "d/dx");
+  }
 }
 
 // profile() times each kernel of the plan once per run, under the plan's own labels (fused kernels

@@ -113,6 +113,7 @@ class ConvOp : public Op {
   bool wants_nhwc() const override { return true; }
   bool accepts_post_eltwise() const override { return true; }
   bool accepts_post_add() const override { return true; }
+  bool accepts_bf16(size_t input) const override { return input == 0 || input == kResidualInput; }
 
   // W, f32 as f32 kernels run it: packed, it is all the op needs. (An f64 W stays in the graph:
   // f64 reference plans must read its exact values.)
@@ -150,11 +151,15 @@ class ConvOp : public Op {
     const Layout layout = cfg.input_layouts.empty() ? Layout::plain : cfg.input_layouts[0];
     cfg.output_layouts = {g.spatial_rank == 2 ? layout : Layout::plain};
     p.residual = cfg.post_add;
+    // bf16 plans store X, Y and the residual in f32 or bf16, each as the planner chose.
+    auto same_float = [&](DType d) { return d == cfg.compute || (cfg.compute == DType::f32 && d == DType::bf16); };
     if (p.residual && (cfg.inputs.size() <= kResidualInput || cfg.inputs[kResidualInput].shape != g.out_shape() ||
-                       cfg.inputs[kResidualInput].dtype != cfg.inputs[0].dtype ||
-                       cfg.input_layouts[kResidualInput] != cfg.output_layouts[0]))
+                       !same_float(cfg.inputs[kResidualInput].dtype) || cfg.input_layouts[kResidualInput] != cfg.output_layouts[0]))
       ctx_.fail(ErrorKind::internal, "a fused Add's other operand must have the output's shape " + shape_str(g.out_shape()) +
                                          ", dtype and layout");
+    p.x_dtype = cfg.inputs[0].dtype;
+    p.y_dtype = cfg.outputs[0].dtype;
+    p.residual_dtype = p.residual ? cfg.inputs[kResidualInput].dtype : DType::f32;
     if (cfg.compute == DType::f64) {
       // The reference reads plain values: the held W rebuilt, for this kernel only.
       const Tensor plain = p.held_w ? packed_->held_plain() : Tensor();
@@ -162,6 +167,8 @@ class ConvOp : public Op {
       return conv_detail::make_reference_conv_kernel(g, p, act);
     }
     if (cfg.compute != DType::f32) ctx_.fail(ErrorKind::unsupported, std::string("compute dtype ") + dtype_name(cfg.compute));
+    if (p.x_dtype != DType::bf16 && (p.y_dtype == DType::bf16 || p.residual_dtype == DType::bf16))
+      ctx_.fail(ErrorKind::internal, "a bf16 output or residual needs X in bf16");
     return conv_detail::make_dnnl_conv_kernel(g, cfg.output_layouts[0], p, act, packed_);
   }
 

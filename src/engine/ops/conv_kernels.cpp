@@ -1,5 +1,5 @@
-// Conv's kernels: the plain-loop reference (any geometry, any layout, f64 or f32) and the f32
-// oneDNN kernel. Each reads W and B either from constants (converted, or packed, once) or from
+// Conv's kernels: the plain-loop reference (any geometry, any layout, f64 or f32) and the oneDNN
+// kernel (f32, or bf16 with f32 sums). Each reads W and B either from constants (converted, or packed, once) or from
 // its inputs on every call, so runtime weights are never cached.
 #include "engine/ops/conv_kernels.h"
 
@@ -171,8 +171,12 @@ Tensor backward_start(bool residual, const std::optional<EltwiseSpec>& act, cons
       if (d && d->defined()) d->fill_zero();
     return {};
   }
-  Tensor gy;
-  dispatch_float(y.dtype(), [&](auto t) { gy = pre_activation_grad<decltype(t)>(act, y, d_out[0]); });
+  Tensor gy, y_read = y;  // a bf16 output is read as f32; gradients are f32 throughout
+  if (y.dtype() == DType::bf16) {
+    y_read = Tensor::uninitialized(DType::f32, y.shape(), y.layout());
+    y_read.copy_from(y);
+  }
+  dispatch_float(y_read.dtype(), [&](auto t) { gy = pre_activation_grad<decltype(t)>(act, y_read, d_out[0]); });
   if (d_r) d_r->copy_from(gy);
   return gy;
 }
@@ -304,7 +308,10 @@ class RuntimeWeightReorder {
   dnnl::reorder reorder_;
 };
 
-// The f32 path on oneDNN. src and dst keep the layout the input arrives in.
+// The oneDNN path. src and dst keep the layout the input arrives in. With X in bf16 the forward
+// runs on bf16 inputs and weights (sums in f32, bias and post-ops on f32 values, Y rounded only
+// if stored in bf16); backward runs in f32 on the bf16-rounded weights, so it differentiates the
+// model the forward ran, at f32 precision.
 class DnnlConvKernel : public Kernel {
  public:
   DnnlConvKernel(const Geometry& g, Layout layout, const ConvParams& p, std::optional<EltwiseSpec> act,
@@ -313,13 +320,16 @@ class DnnlConvKernel : public Kernel {
     using md = dnnl::memory::desc;
     using tag = dnnl::memory::format_tag;
     if (p.known_w) known_w_ = *p.known_w;
-    src_md_ = dnnl_util::desc({g.n, g.c, g.h, g.w}, layout);
-    dst_md_ = dnnl_util::desc({g.n, g.oc, g.oh, g.ow}, layout);
+    src_md_ = dnnl_util::desc({g.n, g.c, g.h, g.w}, layout, p.x_dtype);
+    dst_md_ = dnnl_util::desc({g.n, g.oc, g.oh, g.ow}, layout, p.y_dtype);
+    src32_md_ = dnnl_util::desc({g.n, g.c, g.h, g.w}, layout);
+    dst32_md_ = dnnl_util::desc({g.n, g.oc, g.oh, g.ow}, layout);
     const auto f32 = dnnl::memory::data_type::f32;
     dnnl::memory::dims wdims = g.group == 1 ? dnnl::memory::dims{g.oc, g.c, g.kh, g.kw}
                                             : dnnl::memory::dims{g.group, g.oc / g.group, g.c / g.group, g.kh, g.kw};
     plain_w_md_ = md(wdims, f32, g.group == 1 ? tag::oihw : tag::goihw);
-    any_w_md_ = md(wdims, f32, tag::any);
+    any_w_md_ = md(wdims, dnnl_util::data_type(p.x_dtype), tag::any);
+    any_w32_md_ = md(wdims, f32, tag::any);
     strides_ = {g.sh, g.sw};
     dilates_ = {g.dh - 1, g.dw - 1};
     pad_l_ = {g.pt, g.pl};
@@ -329,13 +339,16 @@ class DnnlConvKernel : public Kernel {
     dnnl::post_ops ops;
     // The residual as a binary post-op reads its own buffer: dst needs no copy of it first (as
     // the sum post-op would) and may not alias it.
-    if (residual_) ops.append_binary(dnnl::algorithm::binary_add, dst_md_);
+    if (residual_) {
+      residual_md_ = dnnl_util::desc({g.n, g.oc, g.oh, g.ow}, layout, p.residual_dtype);
+      ops.append_binary(dnnl::algorithm::binary_add, residual_md_);
+    }
     if (act_) ops.append_eltwise(1.f, eltwise_algorithm(act_->kind), act_->alpha, act_->beta);
     attr.set_post_ops(ops);
     if (has_bias_) bias_md_ = dnnl_util::desc({g.oc});
     if (p.known_b) known_bias_ = p.known_b->to_dtype(DType::f32);
-    dnnl::convolution_forward::primitive_desc pd(forward_desc(dnnl::prop_kind::forward_inference), attr,
-                                                 dnnl_util::cpu_engine());
+    dnnl::convolution_forward::primitive_desc pd(forward_desc(dnnl::prop_kind::forward_inference, src_md_, any_w_md_, dst_md_),
+                                                 attr, dnnl_util::cpu_engine());
     fwd_ = dnnl::convolution_forward(pd);
     if (constant_w()) fwd_weights_ = packed_get(pd.weights_desc());
     else fwd_reorder_ = RuntimeWeightReorder(plain_w_md_, pd.weights_desc());
@@ -355,7 +368,7 @@ class DnnlConvKernel : public Kernel {
       b32 = known_bias_.defined() ? known_bias_ : as_f32(in[2]);
       args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, b32.raw());
     }
-    if (residual_) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl_util::memory(dst_md_, in[kResidualInput].raw());
+    if (residual_) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl_util::memory(residual_md_, in[kResidualInput].raw());
     dnnl_util::execute(fwd_, args);
   }
 
@@ -365,16 +378,17 @@ class DnnlConvKernel : public Kernel {
     if (!gy.defined() || !d_in[0].defined()) return;
     prepare_backward();
     Tensor w32 = constant_w() ? Tensor() : as_f32(in[1]);
-    dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst_md_, gy.raw())},
+    dnnl_util::execute(bwd_, {{DNNL_ARG_DIFF_DST, dnnl_util::memory(dst32_md_, gy.raw())},
                               {DNNL_ARG_WEIGHTS, constant_w() ? bwd_weights_ : bwd_reorder_(w32)},
-                              {DNNL_ARG_DIFF_SRC, dnnl_util::memory(src_md_, d_in[0].raw())}});
+                              {DNNL_ARG_DIFF_SRC, dnnl_util::memory(src32_md_, d_in[0].raw())}});
   }
 
  private:
-  dnnl::convolution_forward::desc forward_desc(dnnl::prop_kind kind) const {
+  dnnl::convolution_forward::desc forward_desc(dnnl::prop_kind kind, const dnnl::memory::desc& src, const dnnl::memory::desc& w,
+                                               const dnnl::memory::desc& dst) const {
     if (has_bias_)
-      return {kind, dnnl::algorithm::convolution_direct, src_md_, any_w_md_, bias_md_, dst_md_, strides_, dilates_, pad_l_, pad_r_};
-    return {kind, dnnl::algorithm::convolution_direct, src_md_, any_w_md_, dst_md_, strides_, dilates_, pad_l_, pad_r_};
+      return {kind, dnnl::algorithm::convolution_direct, src, w, bias_md_, dst, strides_, dilates_, pad_l_, pad_r_};
+    return {kind, dnnl::algorithm::convolution_direct, src, w, dst, strides_, dilates_, pad_l_, pad_r_};
   }
 
   bool constant_w() const { return held_w_ || known_w_.defined(); }
@@ -385,8 +399,9 @@ class DnnlConvKernel : public Kernel {
   // Built on the first backward, so inference-only plans never hold a second packed copy.
   void prepare_backward() {
     if (backward_ready_) return;
-    dnnl::convolution_forward::primitive_desc hint(forward_desc(dnnl::prop_kind::forward_training), dnnl_util::cpu_engine());
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src_md_, any_w_md_, dst_md_, strides_,
+    dnnl::convolution_forward::primitive_desc hint(
+        forward_desc(dnnl::prop_kind::forward_training, src32_md_, any_w32_md_, dst32_md_), dnnl_util::cpu_engine());
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, src32_md_, any_w32_md_, dst32_md_, strides_,
                                             dilates_, pad_l_, pad_r_);
     dnnl::convolution_backward_data::primitive_desc pd(d, dnnl_util::cpu_engine(), hint);
     bwd_ = dnnl::convolution_backward_data(pd);
@@ -399,7 +414,8 @@ class DnnlConvKernel : public Kernel {
   Tensor known_w_, known_bias_;  // undefined (and W not held): read from the inputs on every call
   std::optional<EltwiseSpec> act_;
   std::shared_ptr<PackedWeights> packed_;
-  dnnl::memory::desc src_md_, dst_md_, plain_w_md_, any_w_md_, bias_md_;
+  dnnl::memory::desc src_md_, dst_md_, residual_md_, plain_w_md_, any_w_md_, bias_md_;
+  dnnl::memory::desc src32_md_, dst32_md_, any_w32_md_;  // backward's, f32 whatever the forward's
   dnnl::memory::dims strides_, dilates_, pad_l_, pad_r_;
   dnnl::convolution_forward fwd_;
   dnnl::memory fwd_weights_;

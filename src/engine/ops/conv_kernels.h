@@ -39,6 +39,9 @@ struct ConvParams {
   bool has_bias = false;
   const Tensor* known_b = nullptr;
   bool residual = false;  // input kResidualInput is added before the activation (a fused Add)
+  // How X, Y and the residual are stored (oneDNN kernel): f32, or bf16 in bf16 plans. X in bf16
+  // makes the convolution bf16 (W packed in bf16, sums in f32); backward stays f32.
+  DType x_dtype = DType::f32, y_dtype = DType::f32, residual_dtype = DType::f32;
 };
 
 // Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op
@@ -47,7 +50,8 @@ struct ConvParams {
 class PackedWeights {
  public:
   // Takes W over (f32, plain). When no other tensor shares its buffer, the first format a kernel
-  // asks for is packed into that buffer (when the format allows): W is never held twice.
+  // asks for is packed into that buffer (when the format allows): W is never held twice. A bf16
+  // format is packed into a new buffer of half the size, and the f32 one freed.
   void hold(Tensor w);
   bool holds() const;
   // W in format `wanted`: the held W when w is null, else the known tensor *w. plain describes W

@@ -200,6 +200,7 @@ class DropoutKernel : public CopyKernel {
       case DType::f32: std::fill_n(t.data<float>(), n, 1.f); break;
       case DType::f64: std::fill_n(t.data<double>(), n, 1.0); break;
       case DType::i64: std::fill_n(t.data<int64_t>(), n, int64_t{1}); break;
+      case DType::bf16: throw Error(ErrorKind::internal, "a bf16 Dropout mask");  // bf16 is only a convolution's input
     }
   }
 };

@@ -103,6 +103,7 @@ class SliceKernel : public Kernel {
       case DType::f32: return run(float{});
       case DType::f64: return run(double{});
       case DType::i64: return run(int64_t{});
+      case DType::bf16: break;  // bf16 is only a convolution's input
     }
     throw Error(ErrorKind::unsupported, std::string("Slice of dtype ") + dtype_name(t.dtype()));
   }
