@@ -1,4 +1,4 @@
-// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--load-only]
+// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--load-only]
 //
 // Measures the engine on one model in this (fresh) process and prints one JSON object:
 //   load      formats::load_onnx_model + planning the Grad-CAM-ready Executor for batch 1
@@ -44,6 +44,7 @@ struct BenchOptions {
   int iters = 30;
   int warmup = 5;
   bool load_only = false;
+  engine::Precision precision = engine::Precision::f32;
 };
 
 double ms_since(Clock::time_point start) {
@@ -262,6 +263,7 @@ int run(const BenchOptions& o) {
   plan.keep = {cam};
   plan.backward_from = {logits};
   plan.backward_to = {cam};
+  plan.precision = o.precision;
   auto plan_start = Clock::now();
   engine::Executor ex(m.graph, plan);
   j["plan_ms"] = ms_since(plan_start);
@@ -316,6 +318,8 @@ int run(const BenchOptions& o) {
   j["steps"] = ex.stats().steps;
   j["fused_activations"] = ex.stats().fused_activations;
   j["layout_reorders"] = ex.stats().layout_reorders;
+  j["precision"] = engine::precision_name(ex.stats().precision);
+  j["bf16_convolutions"] = ex.stats().bf16_convolutions;
 
   j.update(conv_floor(o, g, ex));
   j["peak_rss_after_floor_bytes"] = peak_rss_bytes();
@@ -337,7 +341,7 @@ int parse_int(const std::string& flag, const std::string& v, int min) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--load-only]\n";
+  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--load-only]\n";
   try {
     BenchOptions o;
     for (int i = 1; i < argc; ++i) {
@@ -356,6 +360,7 @@ int main(int argc, char** argv) {
       else if (flag == "--threads") o.threads = parse_int(flag, v, 1);
       else if (flag == "--iters") o.iters = parse_int(flag, v, 1);
       else if (flag == "--warmup") o.warmup = parse_int(flag, v, 0);
+      else if (flag == "--precision") o.precision = engine::parse_precision(v);
       else throw Error(ErrorKind::invalid_input, "unknown option " + flag);
     }
     if (o.model.empty()) throw Error(ErrorKind::invalid_input, "--model is required");

@@ -4,12 +4,13 @@
     bench/ort/install.sh                                # once: onnxruntime-node into bench/ort/node_modules
     ninja -C build dermal_bench_engine
     /usr/bin/python3 bench/vs_ort.py [--models M ...] [--threads 1 2] [--rounds 8] [--iters 50]
-                                     [--warmup 5] [--build DIR] [--json FILE]
+                                     [--warmup 5] [--precision f32|bf16] [--build DIR] [--json FILE]
 
 For each model and thread count, --rounds interleaved rounds: each runs build/bench/dermal_bench_engine
 and bench/ort_engine.js, each a fresh process with --iters timed runs, one after the other (never at the
 same time), alternating which goes first, so that slow spells of a shared machine hit both sides alike.
 A row's numbers are medians over the rounds. See bench/README.md (Dermal vs ONNX Runtime) for the columns.
+--precision bf16 runs Dermal's convolutions in bf16 (on CPUs with AVX-512 BF16) beside ORT's default f32.
 """
 
 import argparse
@@ -72,7 +73,7 @@ def measure(a):
     for model in a.models:
         for threads in a.threads:
             args = ["--model", model, "--threads", str(threads), "--iters", str(a.iters), "--warmup", str(a.warmup)]
-            sides = [("dermal", [bench] + args, "dermal_bench_engine"),
+            sides = [("dermal", [bench] + args + ["--precision", a.precision], "dermal_bench_engine"),
                      ("ort", [node, os.path.join(HERE, "ort_engine.js")] + args, "ort_engine.js")]
             rounds = []
             for r in range(a.rounds):
@@ -82,7 +83,10 @@ def measure(a):
                 for name, cmd, what in sides[r % 2:] + sides[:r % 2]:  # alternate which side goes first
                     one[name] = run_json(cmd, what)
                 rounds.append(one)
-            raw.append({"model": model, "threads": threads, "loadavg_1min": os.getloadavg()[0], "rounds": rounds})
+            if rounds[0]["dermal"].get("precision", "f32") != a.precision:
+                sys.exit("Dermal ran %s where %s was asked for (this CPU has no native bf16?)"
+                         % (rounds[0]["dermal"].get("precision"), a.precision))
+            raw.append({"model": model, "threads": threads, "precision": a.precision, "loadavg_1min": os.getloadavg()[0], "rounds": rounds})
     return raw
 
 
@@ -103,14 +107,18 @@ def row(r):
     cells = [LABELS.get(name, name), str(r["threads"]),
              "%.1f / %.1f" % (d, o),
              "%.2fx (%.2f–%.2f)" % (d / o, min(ratios), max(ratios)),
-             "%.2fx" % (d / med(rs, "dermal", "conv_floor_ms")),
+             # The floor is f32 convolutions: a bf16 forward is not measured against it.
+             "%.2fx" % (d / med(rs, "dermal", "conv_floor_ms")) if r.get("precision", "f32") == "f32" else "–",
              "%.0f / %.0f" % (med(rs, "dermal", "peak_rss_bytes") / MB, med(rs, "ort", "peak_rss_bytes") / MB),
              "%.0f / %.0f + %.0f" % (med(rs, "dermal", "load_ms"), med(rs, "ort", "load_ms"), med(rs, "ort", "first_ms"))]
     return "| " + " | ".join(cells) + " |"
 
 
 def print_table(raw, a):
-    print("| " + " | ".join(HEADER) + " |")
+    header = list(HEADER)
+    if raw[0].get("precision", "f32") != "f32":
+        header[2] = "forward ms (Dermal %s / ORT f32)" % raw[0]["precision"]
+    print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(HEADER))
     for r in raw:
         print(row(r))
@@ -131,6 +139,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds per row (default 8)")
     ap.add_argument("--iters", type=int, default=50, help="timed runs per process (default 50)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32", help="Dermal's convolutions (ORT: f32)")
     ap.add_argument("--json", metavar="FILE", help="also save every raw measurement here")
     a = ap.parse_args()
     if a.rounds < 1 or a.iters < 1:

@@ -55,18 +55,24 @@ class Result(dict):
 class Model:
     """A classifier loaded once: an ONNX or Keras (.keras, .h5) file, with its model card beside it
     (x.onnx + x.json) or given as `card`. lesion_check: "on" (withhold the diagnosis of an image
-    that is not a skin lesion), "warn" or "off". threads: compute threads (0: every core)."""
+    that is not a skin lesion), "warn" or "off". threads: compute threads (0: every core).
+    precision: "f32" or "bf16" for the convolutions (None: the card's, else f32); bf16 runs only on
+    CPUs with AVX-512 BF16, f32 elsewhere (the `precision` property says what runs)."""
 
-    def __init__(self, path=None, card=None, *, lesion_check="on", threads=0, temperature=None, display_size=1024):
+    def __init__(self, path=None, card=None, *, lesion_check="on", threads=0, temperature=None, display_size=1024,
+                 precision=None):
+        if precision not in (None, "f32", "bf16"):
+            raise ValueError("precision must be 'f32' or 'bf16', got %r" % (precision,))
         path = os.fspath(path) if path is not None else default_model_path()
         self._m = _CoreModel(path, os.fspath(card) if card else "", lesion_check, int(threads),
-                             float(temperature or 0), _model_dirs(), int(display_size))
+                             float(temperature or 0), _model_dirs(), int(display_size), precision or "")
 
     name = property(lambda self: self._m.name, doc="The model file's stem, as the API's 'model' field")
     path = property(lambda self: self._m.path)
     labels = property(lambda self: self._m.labels, doc="[{code, name, malignant}] in output order")
     input = property(lambda self: self._m.input, doc="{name, width, height, channels, layout}")
     format = property(lambda self: self._m.format, doc="onnx, keras or hdf5")
+    precision = property(lambda self: self._m.precision, doc="What the convolutions run in: f32 or bf16")
 
     def predict(self, image, top_k=3, force=False):
         """The most likely classes: Result with top, probabilities, lesion_check, timings_ms."""

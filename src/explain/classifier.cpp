@@ -137,8 +137,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   // One plan keeps the logits (an inner tensor when the model ends in softmax) and the layers the
   // check reads; without statistics (and not fitting them) none is kept from buffer reuse.
   auto plan = [&] {
-    PlanOptions opts;
-    opts.input_shapes[c->card_.input_name] = c->input_shape(1);
+    PlanOptions opts = c->plan_options(c->input_shape(1));
     opts.keep = {c->model_.logits};
     opts.keep.insert(opts.keep.end(), c->content_layers_.begin(), c->content_layers_.end());
     opts.keep.insert(opts.keep.end(), c->appearance_layers_.begin(), c->appearance_layers_.end());
@@ -316,8 +315,7 @@ std::vector<float> Classifier::score_cam(const Tensor& x, const Tensor& activati
   std::unique_ptr<Executor> ex;
   auto logits_of = [&](const Tensor& masked) {
     if (!ex) {
-      PlanOptions opts;
-      opts.input_shapes[card_.input_name] = masked.shape();
+      PlanOptions opts = plan_options(masked.shape());
       opts.keep = {model_.logits};
       ex = std::make_unique<Executor>(model_.graph, opts);
     }
@@ -351,8 +349,7 @@ Explanation Classifier::explain_tensor(const Tensor& x, const vision::Image* ima
   auto planned = plans_->explain.find(layer);
   if (planned == plans_->explain.end()) {
     if (plans_->explain.size() >= 4) plans_->explain.clear();  // bound the plans callers can make us hold
-    PlanOptions opts;
-    opts.input_shapes[card_.input_name] = input_shape(1);
+    PlanOptions opts = plan_options(input_shape(1));
     opts.keep = {layer, model_.logits};
     opts.keep.insert(opts.keep.end(), content_layers_.begin(), content_layers_.end());
     opts.keep.insert(opts.keep.end(), appearance_layers_.begin(), appearance_layers_.end());
@@ -409,5 +406,17 @@ Explanation Classifier::explain_tensor(const Tensor& x, const vision::Image* ima
 }
 
 size_t Classifier::planned_activation_bytes() const { return plans_->predict->stats().arena_bytes; }
+
+PlanOptions Classifier::plan_options(const Shape& input) const {
+  PlanOptions opts;
+  opts.input_shapes[card_.input_name] = input;
+  opts.precision = engine::parse_precision(card_.precision);
+  return opts;
+}
+
+PrecisionStatus Classifier::precision() const {
+  const engine::PlanStats& s = plans_->predict->stats();
+  return {card_.precision, engine::precision_name(s.precision), s.precision_note, s.bf16_convolutions};
+}
 
 }  // namespace dermal::explain

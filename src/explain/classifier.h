@@ -28,6 +28,7 @@
 
 namespace dermal::engine {
 class Executor;
+struct PlanOptions;
 }
 
 namespace dermal::explain {
@@ -85,6 +86,13 @@ struct Explanation {
   vision::FloatMap heatmap;           // the cam upsampled to the original image, in [0, 1]
 };
 
+// The precision the card asks for and what the plans run (engine::Precision): a CPU without
+// native bf16 runs f32, and the note says why.
+struct PrecisionStatus {
+  std::string asked, running, note;
+  int bf16_convolutions = 0;
+};
+
 class Classifier {
  public:
   // card_path empty: the sidecar beside the model, then its metadata, then defaults.
@@ -132,12 +140,14 @@ class Classifier {
   void set_working_side(int pixels) { working_side_ = pixels; }
   static constexpr int kDefaultWorkingSide = 1024;
   size_t planned_activation_bytes() const;
+  PrecisionStatus precision() const;
 
  private:
   Classifier() = default;
   struct Plans;
   Prediction to_prediction(const engine::Tensor& logits) const;
   std::vector<int64_t> input_shape(int64_t batch) const;  // the card's input, NCHW or NHWC
+  engine::PlanOptions plan_options(const engine::Shape& input) const;  // the card's input and precision
   Prediction predict_tensor(const engine::Tensor& input, const vision::Image* image, Timings& timings);
   Explanation explain_tensor(const engine::Tensor& input, const vision::Image* image, int heatmap_width,
                              int heatmap_height, const ExplainRequest& request, Timings& timings);

@@ -140,6 +140,8 @@ ModelCard card_from_json(const json& j, const std::string& source) {
   }
   card.temperature = j.value("temperature", 1.0);
   if (!(card.temperature > 0) || !std::isfinite(card.temperature)) bad_card(source, "temperature must be a positive number");
+  card.precision = j.value("precision", card.precision);
+  if (card.precision != "f32" && card.precision != "bf16") bad_card(source, "precision must be f32 or bf16");
   if (j.contains("metrics")) card.metrics_json = j["metrics"].dump(-1, ' ', false, json::error_handler_t::replace);
   return card;
 }
@@ -171,6 +173,12 @@ void apply_overrides(ModelCard& card, const CardOverrides& o) {
   if (o.temperature > 0) {
     card.temperature = o.temperature;
     card.source += " + --temperature";
+  }
+  if (!o.precision.empty() && o.precision != card.precision) {
+    if (o.precision != "f32" && o.precision != "bf16")
+      throw Error(ErrorKind::invalid_input, "precision '" + o.precision + "' is not one of f32, bf16");
+    card.precision = o.precision;
+    card.source += " + --precision " + o.precision;
   }
 }
 

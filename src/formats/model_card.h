@@ -16,6 +16,8 @@
 //     x = (pixel * scale - mean) / std, per channel
 //   explain: {layer: "auto" | tensor or node name}
 //   temperature: softmax temperature (probabilities = softmax(logits / T))
+//   precision: "f32" (default) or "bf16": the convolutions' precision (engine::Precision), for a
+//     model whose bf16 agreement with f32 has been measured (tools/bf16_agreement.py)
 #pragma once
 
 #include <array>
@@ -56,6 +58,7 @@ struct ModelCard {
   PreprocessSpec preprocess;
   std::string explain_layer = "auto";
   double temperature = 1.0;
+  std::string precision = "f32";  // f32 | bf16
   std::string metrics_json;  // as written in the card, for display
 };
 
@@ -65,6 +68,7 @@ struct CardOverrides {
   std::vector<std::string> labels;  // codes, in output order
   std::string preprocess_mode;      // caffe | tf | torch | raw
   double temperature = 0;           // > 0: replaces the card's (e.g. 1 to see the uncalibrated model)
+  std::string precision;            // f32 | bf16; empty keeps the card's
 };
 
 // Parses card JSON; `source` names it in error messages.

@@ -102,13 +102,14 @@ ImageInput image_input(const py::handle& obj) {
 class Model {
  public:
   Model(const std::string& path, const std::string& card, const std::string& lesion_check, int threads, double temperature,
-        const std::vector<std::string>& backbone_dirs, int display_size) {
+        const std::vector<std::string>& backbone_dirs, int display_size, const std::string& precision) {
     if (threads > 0) engine::dnnl_util::set_threads(threads);
     explain::LesionCheckOptions check;
     check.mode = explain::parse_lesion_check_mode(lesion_check);
     check.backbone_dirs = backbone_dirs;
     formats::CardOverrides overrides;
     overrides.temperature = temperature;
+    overrides.precision = precision;
     py::gil_scoped_release unlocked;
     clf_ = explain::Classifier::load(path, card, overrides, check);
     clf_->set_working_side(display_size);
@@ -195,6 +196,8 @@ class Model {
   }
   std::string format() const { return clf_->model().format; }
   double temperature() const { return clf_->card().temperature; }
+  // What the convolutions run in ("f32" or "bf16"): bf16 asked for on a CPU without it runs f32.
+  std::string precision() const { return clf_->precision().running; }
 
  private:
   explain::ExplainRequest cam_request(const std::string& method, const std::string& target, const std::string& layer,
@@ -270,10 +273,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Model>(m, "Model")
       .def(py::init<const std::string&, const std::string&, const std::string&, int, double, const std::vector<std::string>&,
-                    int>(),
+                    int, const std::string&>(),
            py::arg("path"), py::arg("card") = "", py::arg("lesion_check") = "on", py::arg("threads") = 0,
            py::arg("temperature") = 0.0, py::arg("backbone_dirs") = std::vector<std::string>{},
-           py::arg("display_size") = dermal::explain::Classifier::kDefaultWorkingSide)
+           py::arg("display_size") = dermal::explain::Classifier::kDefaultWorkingSide, py::arg("precision") = "")
       .def("predict", &Model::predict, py::arg("image"), py::arg("top_k") = 3, py::arg("force") = false,
            py::arg("explain") = false, py::arg("method") = "gradcam", py::arg("target") = "top", py::arg("layer") = "auto",
            py::arg("aug_smooth") = false)
@@ -286,7 +289,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("labels", &Model::labels)
       .def_property_readonly("input", &Model::input)
       .def_property_readonly("format", &Model::format)
-      .def_property_readonly("temperature", &Model::temperature);
+      .def_property_readonly("temperature", &Model::temperature)
+      .def_property_readonly("precision", &Model::precision);
   m.def("memory_status", &dermal::python::memory_status, "The process's resident memory in MiB (rss_mb, peak_rss_mb)");
   m.def("set_threads", [](int n) { dermal::engine::dnnl_util::set_threads(n); }, py::arg("threads"),
         "Compute threads for every model in the process");

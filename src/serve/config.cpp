@@ -209,6 +209,8 @@ const std::vector<Setting>& settings() {
                   else bad("LOG_LEVEL", value, from, "debug, info, warn, error or off");
                 },
                 [](const ServeConfig& c) { return std::string(log_level_name(c.log_level)); }},
+        choice("PRECISION", "--precision", &ServeConfig::precision, {"card", "f32", "bf16"},
+               "Convolutions in f32 or bf16 (on CPUs with AVX-512 BF16; f32 elsewhere); card: the model card's"),
         choice("LESION_CHECK", "--lesion-check", &ServeConfig::lesion_check, {"on", "warn", "off"},
                "Is it a skin-lesion image? on (withhold the diagnosis when not), warn or off"),
         number("LESION_CHECK_THRESHOLD", "--check-threshold", &ServeConfig::lesion_check_threshold, 0, 1e6,

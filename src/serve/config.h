@@ -56,6 +56,7 @@ struct ServeConfig {
   double request_timeout_s = 30;    // REQUEST_TIMEOUT_S: queue wait plus work (504 above)
   std::string cam_method = "gradcam";  // CAM_METHOD: default explanation method
   LogLevel log_level = LogLevel::info; // LOG_LEVEL: debug | info | warn | error | off
+  std::string precision = "card";   // PRECISION: card | f32 | bf16 (the convolutions'; card: the model card's, else f32)
   std::string lesion_check = "on";  // LESION_CHECK: on | warn | off (docs/lesion_check.md)
   double lesion_check_threshold = 0;   // LESION_CHECK_THRESHOLD: 0 = the fitted one
   std::string lesion_check_file;    // LESION_CHECK_FILE: empty = <model stem>.check.json beside the model

@@ -16,6 +16,7 @@ ModelHost::ModelHost(const ServeConfig& config) : card_path_(config.card_path) {
   limits_.max_source_pixels = config.max_source_pixels;
   limits_.max_decoder_bytes = static_cast<size_t>(config.max_decoder_mb * 1024 * 1024);
   display_size_ = config.display_size;
+  if (config.precision != "card") overrides_.precision = config.precision;
   check_ = {explain::parse_lesion_check_mode(config.lesion_check), config.lesion_check_file, config.lesion_check_threshold,
             config.bundled_model_dirs, false, ""};
 }
@@ -28,7 +29,7 @@ explain::Classifier& ModelHost::get() {
   auto start = std::chrono::steady_clock::now();
   std::unique_ptr<explain::Classifier> c;
   try {
-    c = explain::Classifier::load(path_, card_path_, {}, check_);
+    c = explain::Classifier::load(path_, card_path_, overrides_, check_);
   } catch (const Error& e) {
     std::lock_guard<std::mutex> lock(mutex_);
     snapshot_.load_error = e.what();
@@ -51,6 +52,7 @@ explain::Classifier& ModelHost::get() {
   s.explain_layer = c->resolve_layer(card.explain_layer);
   s.weight_bytes = c->model().graph->weight_bytes();
   s.planned_activation_bytes = c->planned_activation_bytes();
+  s.precision = c->precision();
   const explain::LesionCheckStats* stats = c->lesion_check();
   s.lesion_check = {{"mode", explain::lesion_check_mode_name(check_.mode)}, {"available", stats != nullptr}};
   if (stats) {

@@ -28,6 +28,7 @@ class ModelHost {
     int input_width = 0, input_height = 0, input_channels = 3;
     std::string format, producer, explain_layer;
     size_t weight_bytes = 0, planned_activation_bytes = 0;
+    explain::PrecisionStatus precision;
     nlohmann::json lesion_check;  // mode, whether statistics are loaded, their file, threshold, size
   };
 
@@ -42,6 +43,7 @@ class ModelHost {
  private:
   std::string path_, card_path_, name_;
   explain::LesionCheckOptions check_;
+  formats::CardOverrides overrides_;
   vision::DecodeLimits limits_;
   int display_size_ = 0;
   mutable std::mutex mutex_;

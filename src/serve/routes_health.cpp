@@ -33,6 +33,13 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   if (s.loaded) {
     j["model"]["format"] = s.format;
     j["model"]["explain_layer"] = s.explain_layer;
+    // What runs: bf16 asked for on a CPU without it runs f32, and says why. Grad-CAM's backward is
+    // f32 either way.
+    j["model"]["precision"] = {{"asked", s.precision.asked},
+                               {"running", s.precision.running},
+                               {"bf16_convolutions", s.precision.bf16_convolutions},
+                               {"note", s.precision.note.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.precision.note)},
+                               {"cpu_isa", engine::dnnl_util::cpu_isa_name()}};
     j["model"]["input"] = {{"name", s.input_name}, {"width", s.input_width}, {"height", s.input_height},
                                {"channels", s.input_channels}, {"layout", s.layout}};
     j["lesion_check"] = s.lesion_check;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/dnnl_util.h"
 #include "vision/decode.h"
 
 namespace dermal::test {
@@ -20,8 +21,9 @@ struct CliRun {
   std::string out;
 };
 
-CliRun dermal(const std::string& args) {
-  std::string cmd = std::string(DERMAL_BINARY) + " " + args + " 2>&1";
+// env: VAR=value settings for this run only ("" for none).
+CliRun dermal(const std::string& args, const std::string& env = "") {
+  std::string cmd = env + " " + std::string(DERMAL_BINARY) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf{};
@@ -66,6 +68,36 @@ TEST(Cli, InspectProfilesTheKernels) {
   EXPECT_NEAR(sum, j["profile"]["total_ms"].get<double>(), 1e-9);
   EXPECT_GT(sum, 0.0);
   EXPECT_NE(dermal("inspect --profile 0 " + std::string(DERMAL_SHARED_DIR) + "/models/resnet18_ham192.onnx").status, 0);
+}
+
+// --precision bf16 runs ResNet-18's 20 convolutions in bf16 where the CPU has AVX-512 BF16, and
+// where it does not (oneDNN told so by ONEDNN_MAX_CPU_ISA) runs f32 and says why. The bundled
+// model's bf16 answer is its f32 answer's top class, within a few points.
+TEST(Cli, Bf16PrecisionRunsWhereTheCpuHasIt) {
+  const std::string model = std::string(DERMAL_SHARED_DIR) + "/models/resnet18_ham192.onnx";
+  CliRun r = dermal("inspect --json --precision bf16 " + model, "ONEDNN_MAX_CPU_ISA=AVX512_CORE");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto fallback = nlohmann::json::parse(r.out)["plan"];
+  EXPECT_EQ(fallback["precision"], "f32");
+  EXPECT_EQ(fallback["bf16_convolutions"], 0);
+  EXPECT_NE(fallback["precision_note"].get<std::string>().find("no native bf16 (oneDNN uses avx512_core)"),
+            std::string::npos) << fallback;
+
+  r = dermal("inspect --json --precision bf16 " + model);
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto plan = nlohmann::json::parse(r.out)["plan"];
+  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16: " << plan;
+  EXPECT_EQ(plan["precision"], "bf16");
+  EXPECT_EQ(plan["bf16_convolutions"], 20);
+  EXPECT_FALSE(plan.contains("precision_note"));
+
+  const std::string image = kImages + "ISIC_0024306.jpg";
+  auto f32 = nlohmann::json::parse(dermal("predict --json --lesion-check off " + image).out);
+  auto bf16 = nlohmann::json::parse(dermal("predict --json --lesion-check off --precision bf16 " + image).out);
+  EXPECT_EQ(bf16["top"][0]["label"], f32["top"][0]["label"]);
+  for (const auto& [code, p] : f32["probabilities"].items()) EXPECT_NEAR(bf16["probabilities"][code].get<double>(), p.get<double>(), 0.05) << code;
+  EXPECT_NE(bf16["probabilities"], f32["probabilities"]);  // bf16 did run
+  EXPECT_NE(dermal("predict --precision f16 " + image).status, 0);
 }
 
 TEST(Cli, ExplainWritesOverlayAtTheImageSize) {

@@ -523,6 +523,45 @@ TEST(Executor, Bf16PlansStoreWhatOnlyConvolutionsRead) {
   }
 }
 
+// Depthwise convolutions stay f32 in bf16 plans (Conv's accepts_bf16): the tensors around one are
+// f32, and the dense convolutions after it read it through a conversion.
+TEST(Executor, Bf16PlansKeepDepthwiseConvolutionsF32) {
+  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  std::mt19937 rng(47);
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {1, 8, 6, 6}});
+  g->constants["w1"] = random_tensor({16, 8, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["wd"] = random_tensor({16, 1, 3, 3}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["w2"] = random_tensor({8, 16, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  g->constants["w3"] = random_tensor({8, 8, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
+  Attributes depthwise;
+  depthwise.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  depthwise.set("group", int64_t{16});
+  g->add_node("Conv", "expand", {"x", "w1"}, {"e"}, {}, 13);
+  g->add_node("Conv", "dw", {"e", "wd"}, {"d"}, depthwise, 13);
+  g->add_node("Conv", "project", {"d", "w2"}, {"p"}, {}, 13);
+  g->add_node("Conv", "again", {"p", "w3"}, {"y"}, {}, 13);  // p: read by convolutions alone, so bf16
+  g->outputs.push_back({"y", DType::f32, {}});
+  g->finalize();
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 8, 6, 6};
+  opts.precision = engine::Precision::bf16;
+  Executor ex(g, opts);
+  EXPECT_EQ(ex.stats().bf16_convolutions, 3);
+  EXPECT_EQ(ex.info("e").dtype, DType::f32);
+  EXPECT_EQ(ex.info("d").dtype, DType::f32);
+  EXPECT_EQ(ex.info("p").dtype, DType::bf16);
+  PlanOptions f64 = opts;
+  f64.compute = DType::f64;
+  Executor reference(g, f64);
+  const Tensor x = random_tensor({1, 8, 6, 6}, rng);
+  for (Executor* e : {&ex, &reference}) {
+    e->set_input("x", x);
+    e->forward();
+  }
+  EXPECT_LT(relative_error(ex.get("y"), reference.get("y")), 2e-2);
+}
+
 // profile() times each kernel of the plan once per run, under the plan's own labels (fused kernels
 // name what rides on them), and its runs are real forwards from the inputs as set, every one.
 TEST(Executor, ProfileTimesEveryKernel) {

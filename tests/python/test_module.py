@@ -56,6 +56,21 @@ class Module(unittest.TestCase):
             self.assertEqual(set(r.timings_ms), set(cli["timings_ms"]))
             self.assertEqual(r["top"], r.top)  # a dict and attributes
 
+    def test_bf16_precision_matches_the_cli(self):
+        # precision="bf16" is the CLI's --precision bf16: the same probabilities to 1e-6, and
+        # within a few points of f32's (bf16 where the CPU has it; f32 and the same answer elsewhere).
+        m = dermal.Model(precision="bf16")
+        self.assertIn(m.precision, ("bf16", "f32"))
+        self.assertEqual(self.model.precision, "f32")
+        with self.assertRaises(ValueError):
+            dermal.Model(precision="f16")
+        cli = cli_json("predict", "--precision", "bf16", IMAGES[0])[0]
+        r, f32 = m.predict(read(IMAGES[0])), self.model.predict(read(IMAGES[0]))
+        for code, p in cli["probabilities"].items():
+            self.assertAlmostEqual(r.probabilities[code], p, delta=1e-6)
+            self.assertAlmostEqual(r.probabilities[code], f32.probabilities[code], delta=0.05)
+        self.assertEqual(r.top[0]["label"], f32.top[0]["label"])
+
     def test_explain_matches_the_cli(self):
         path = IMAGES[1]
         for method, target in (("gradcam", "top"), ("gradcam++", "mel")):

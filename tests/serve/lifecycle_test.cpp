@@ -16,6 +16,7 @@
 #include <regex>
 #include <sstream>
 
+#include "engine/dnnl_util.h"
 #include "serve/serve_fixture.h"
 #include "vision/image_files.h"
 
@@ -55,10 +56,37 @@ TEST(Lifecycle, LazyLoadingLoadsOnTheFirstRequestThatNeedsIt) {
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(json_of(r)["top"][0]["label"], "nv");
   EXPECT_TRUE(s.server->model().loaded());
-  EXPECT_EQ(json_of(cl.Get("/health?verbose=1"))["model"]["loaded"], true);
+  auto loaded = json_of(cl.Get("/health?verbose=1"));
+  EXPECT_EQ(loaded["model"]["loaded"], true);
+  EXPECT_EQ(loaded["model"]["precision"]["asked"], "f32");  // the bundled card says nothing: f32
+  EXPECT_EQ(loaded["model"]["precision"]["running"], "f32");
+  EXPECT_EQ(loaded["model"]["precision"]["note"], nullptr);
   EXPECT_EQ(json_of(cl.Get("/v2/health/ready"))["model_loaded"], true);
   EXPECT_EQ(cl.Get("/v2/models/" + kBundledModelName + "/ready")->status, 200);
   EXPECT_GT(json_of(cl.Get("/memory-status"))["memory"]["model_weight_bytes"].get<size_t>(), 0u);
+}
+
+// PRECISION=bf16: the server's plans run bf16 where the CPU has it, and /health?verbose=1 says what
+// runs (and why not, elsewhere). The answer is the f32 one's.
+TEST(Lifecycle, Bf16PrecisionIsWhatHealthReports) {
+  serve::ServeConfig c = test_config();
+  c.precision = "bf16";
+  RunningServer s(c);
+  auto cl = s.client();
+  auto r = predict(s);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json_of(r)["top"][0]["label"], "nv");
+  auto p = json_of(cl.Get("/health?verbose=1"))["model"]["precision"];
+  EXPECT_EQ(p["asked"], "bf16");
+  EXPECT_EQ(p["cpu_isa"], engine::dnnl_util::cpu_isa_name());
+  if (engine::dnnl_util::cpu_has_bf16()) {
+    EXPECT_EQ(p["running"], "bf16");
+    EXPECT_GT(p["bf16_convolutions"].get<int>(), 0);
+    EXPECT_EQ(p["note"], nullptr);
+  } else {
+    EXPECT_EQ(p["running"], "f32");
+    EXPECT_NE(p["note"].get<std::string>().find("no native bf16"), std::string::npos);
+  }
 }
 
 TEST(Lifecycle, LazyMetadataRouteLoadsTheModel) {
