@@ -4,7 +4,7 @@ and in bf16 (`precision="bf16"`: convolutions on bf16-rounded inputs and weights
 top-1 agreement, mean and largest |dp| over all classes, and the Pearson correlation of the two
 Grad-CAM heatmaps (top class of the f32 answer, the model's default layer).
 
-    /usr/bin/python3 bench/bf16_agreement.py [--model M] [--limit N]
+    /usr/bin/python3 bench/bf16_agreement.py [--model M [--card C]] [--limit N]
 
 Targets (issue 19): top-1 agreement >= 99.5%, mean |dp| <= 0.005, Grad-CAM Pearson >= 0.99.
 On a CPU without native bf16 both runs are f32 and the script says so and stops.
@@ -24,6 +24,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--module", default=os.path.join(ROOT, "build/python"), help="folder holding the dermal module")
     ap.add_argument("--model", default=os.path.join(ROOT, "models/skinnet_mnv2_ham_isic224.onnx"))
+    ap.add_argument("--card", default="", help="the model's card, when it is not beside the model")
     ap.add_argument("--shared", default=os.path.join(ROOT, "../shared"))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0)
@@ -31,7 +32,7 @@ def main():
     sys.path.insert(0, a.module)
     import dermal
 
-    models = {p: dermal.Model(a.model, lesion_check="off", threads=a.threads, precision=p) for p in ("f32", "bf16")}
+    models = {p: dermal.Model(a.model, a.card or None, lesion_check="off", threads=a.threads, precision=p) for p in ("f32", "bf16")}
     if models["bf16"].precision != "bf16":
         sys.exit("this CPU has no native bf16: the bf16 model runs f32, nothing to compare")
     meta = csv.DictReader(open(os.path.join(a.shared, "data/ham10000/metadata.csv")))

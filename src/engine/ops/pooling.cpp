@@ -296,9 +296,39 @@ class PoolOp : public Op {
   PoolAttrs a_;
 };
 
+// A global pool's forward over channels-last data: the positions outer and the channels inner,
+// so every read is contiguous (one channel's values lie C apart: a loop per channel strides
+// through the whole tensor C times). The same sums in the same order as global_pool's.
+template <class T>
+void global_pool_nhwc(PoolKind kind, const Tensor& x, const Tensor& y) {
+  const int64_t n_count = x.dim(0), c_count = x.dim(1), size = x.numel() / std::max<int64_t>(1, n_count * c_count);
+  const auto ys = y.strides();
+  const T* xp = x.data<T>();
+  std::vector<double> sum(static_cast<size_t>(c_count));
+  std::vector<T> best(static_cast<size_t>(c_count));
+  for (int64_t n = 0; n < n_count; ++n) {
+    const T* image = xp + n * size * c_count;
+    std::fill(sum.begin(), sum.end(), 0.0);
+    if (size) std::copy(image, image + c_count, best.begin());
+    for (int64_t s = 0; s < size; ++s) {
+      const T* row = image + s * c_count;
+      if (kind == PoolKind::avg) {
+        for (int64_t c = 0; c < c_count; ++c) sum[c] += row[c];
+      } else {
+        // The first NaN wins, as in global_pool.
+        for (int64_t c = 0; c < c_count; ++c)
+          if (row[c] > best[c] || (std::isnan(row[c]) && !std::isnan(best[c]))) best[c] = row[c];
+      }
+    }
+    for (int64_t c = 0; c < c_count; ++c)
+      y.data<T>()[n * ys[0] + c * ys[1]] = kind == PoolKind::max ? best[c] : static_cast<T>(sum[c] / size);
+  }
+}
+
 // Global pools: one value per (n, c) over all spatial positions, in the input's layout.
 template <class T>
 void global_pool(PoolKind kind, const Tensor& x, const Tensor& y, const Tensor* dy, const Tensor* dx) {
+  if (!dx && x.layout() == Layout::nhwc) return global_pool_nhwc<T>(kind, x, y);
   const int64_t n_count = x.dim(0), c_count = x.dim(1), size = x.numel() / std::max<int64_t>(1, n_count * c_count);
   const auto xs = x.strides(), ys = y.strides();
   const int64_t step = x.layout() == Layout::nhwc ? c_count : 1;  // between spatial positions
