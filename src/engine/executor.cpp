@@ -51,12 +51,15 @@ struct Step {
 // A gradient is f32 where its tensor is stored in bf16.
 DType grad_dtype(DType stored) { return stored == DType::bf16 ? DType::f32 : stored; }
 
-// Copies a tensor into another layout and/or between f32 and bf16 (oneDNN's reorder, which
-// rounds to nearest even); its gradient (f32 on both sides) is the same copy backwards.
+// Copies a tensor into another layout and/or between f32 and bf16; its gradient (f32 on both
+// sides) is the same copy backwards. f32 and bf16 go through oneDNN's reorder (which rounds to
+// nearest even, and runs on oneDNN's threads: MobileNetV2's 192 px image to channels-last took
+// 0.066 ms in Tensor::copy_from's loops, 0.044 here, 1 thread); f64 and i64 through copy_from.
 class ConvertKernel : public Kernel {
  public:
   ConvertKernel(const Shape& shape, DType from, Layout from_layout, DType to, Layout to_layout) {
-    if (from == to) return;
+    auto by_onednn = [](DType t) { return t == DType::f32 || t == DType::bf16; };
+    if (!by_onednn(from) || !by_onednn(to) || shape_numel(shape) == 0) return;
     auto src = dnnl_util::desc(shape, from_layout, from), dst = dnnl_util::desc(shape, to_layout, to);
     reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_util::cpu_engine(), src, dnnl_util::cpu_engine(), dst));
     src_md_ = src;
