@@ -27,6 +27,15 @@ std::string crop(const LayerCall& c, const std::string& x, int64_t top, int64_t 
   return c.op("Slice", {x, starts, ends, axes}, out);
 }
 
+// A Resizing or CenterCrop target side: a whole number of pixels, 1 to 65536 (the image sides
+// Dermal decodes), read before any arithmetic so that none can overflow.
+int64_t target_side(const LayerCall& c, const char* key) {
+  const double v = c.number(key, 0);
+  if (!(v >= 1 && v <= 65536) || v != static_cast<double>(static_cast<int64_t>(v)))
+    c.fail(std::string(key) + " must be a whole number of pixels from 1 to 65536", ErrorKind::invalid_model);
+  return static_cast<int64_t>(v);
+}
+
 // Keras' sizes for a change of aspect ratio, in its float32 arithmetic truncated to int: the
 // height an H x W image has at the ratio target_h x target_w from its width, the width from its
 // height; and the offset that centres `inner` in `outer`.
@@ -81,7 +90,7 @@ std::string resize(const LayerCall& c, const std::string& x, int64_t h, int64_t 
 KTensor resizing(LayerCall& c) {
   c.need_rank(4);
   c.need_channels_last();
-  const auto h = static_cast<int64_t>(c.number("height", 0)), w = static_cast<int64_t>(c.number("width", 0));
+  const int64_t h = target_side(c, "height"), w = target_side(c, "width");
   const std::string method = c.str("interpolation", "bilinear");
   const bool crop_aspect = c.flag("crop_to_aspect_ratio", false), pad_aspect = c.flag("pad_to_aspect_ratio", false);
   if (crop_aspect && pad_aspect) c.fail("crop_to_aspect_ratio and pad_to_aspect_ratio are both set", ErrorKind::invalid_model);
@@ -99,7 +108,7 @@ KTensor resizing(LayerCall& c) {
 KTensor center_crop(LayerCall& c) {
   c.need_rank(4);
   c.need_channels_last();
-  const auto h = static_cast<int64_t>(c.number("height", 0)), w = static_cast<int64_t>(c.number("width", 0));
+  const int64_t h = target_side(c, "height"), w = target_side(c, "width");
   if (h < 1 || w < 1) c.fail("height and width must be positive", ErrorKind::invalid_model);
   const auto [H, W] = spatial_size(c, "the crop's offsets");
   if (H >= h && W >= w) {
