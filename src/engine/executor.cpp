@@ -48,8 +48,8 @@ struct Step {
   std::vector<int> in, out;      // slot ids; -1 for an absent optional input
 };
 
-// A gradient is f32 where its tensor is stored in bf16.
-DType grad_dtype(DType stored) { return stored == DType::bf16 ? DType::f32 : stored; }
+// What a stored tensor is read as (get, tensor_infos) and differentiated in: f32 for bf16.
+DType widened(DType stored) { return stored == DType::bf16 ? DType::f32 : stored; }
 
 // Copies a tensor into another layout and/or between f32 and bf16; its gradient (f32 on both
 // sides) is the same copy backwards. f32 and bf16 go through oneDNN's reorder (which rounds to
@@ -614,7 +614,7 @@ Tensor Executor::get(const std::string& name) const {
   if (!s.pinned)
     throw Error(ErrorKind::invalid_input, "tensor '" + name + "' is not kept after forward: add it to PlanOptions::keep");
   if (!impl_->forward_done) throw Error(ErrorKind::invalid_input, "get('" + name + "') before forward()");
-  Tensor plain = Tensor::zeros(grad_dtype(s.info.dtype), s.info.shape);  // bf16 comes back as f32
+  Tensor plain = Tensor::zeros(widened(s.info.dtype), s.info.shape);
   plain.copy_from(s.view);
   return plain;
 }
@@ -655,7 +655,7 @@ std::vector<Tensor> Executor::backward(const std::string& from, const Tensor& se
     for (size_t k = 0; k < step.in.size(); ++k) {
       int i = step.in[k];
       bool need = i >= 0 && depends[i] && !m.slots[i].known.defined() && (!step.op || step.op->differentiable(k));
-      d_in.push_back(need ? Tensor::zeros(grad_dtype(m.slots[i].info.dtype), m.slots[i].info.shape, m.slots[i].layout) : Tensor());
+      d_in.push_back(need ? Tensor::zeros(widened(m.slots[i].info.dtype), m.slots[i].info.shape, m.slots[i].layout) : Tensor());
     }
     try {
       step.kernel->backward(in, out, d_out, d_in);
@@ -688,7 +688,7 @@ const TensorInfo& Executor::info(const std::string& name) const { return impl_->
 std::vector<TensorPlanInfo> Executor::tensor_infos() const {
   std::vector<TensorPlanInfo> out;
   for (const Slot& s : impl_->slots)
-    if (!s.internal) out.push_back({s.name, {grad_dtype(s.info.dtype), s.info.shape}, s.known.defined() || s.held});
+    if (!s.internal) out.push_back({s.name, {widened(s.info.dtype), s.info.shape}, s.known.defined() || s.held});
   return out;
 }
 

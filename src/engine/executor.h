@@ -99,7 +99,7 @@ class Executor {
   const PlanStats& stats() const;
   // Shape of any planned tensor, and its dtype as stored (bf16 where a bf16 plan stores it so).
   const TensorInfo& info(const std::string& name) const;
-  std::vector<TensorPlanInfo> tensor_infos() const;       // every tensor, in graph order
+  std::vector<TensorPlanInfo> tensor_infos() const;  // every tensor, in graph order; dtypes as get() returns them
   const Graph& graph() const;
 
  private:

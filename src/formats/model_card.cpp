@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/executor.h"
 
 namespace dermal::formats {
 
@@ -175,9 +176,7 @@ void apply_overrides(ModelCard& card, const CardOverrides& o) {
     card.source += " + --temperature";
   }
   if (!o.precision.empty() && o.precision != card.precision) {
-    if (o.precision != "f32" && o.precision != "bf16")
-      throw Error(ErrorKind::invalid_input, "precision '" + o.precision + "' is not one of f32, bf16");
-    card.precision = o.precision;
+    card.precision = engine::precision_name(engine::parse_precision(o.precision));  // refuses a bad name
     card.source += " + --precision " + o.precision;
   }
 }
