@@ -4,9 +4,11 @@
 //   std::vector<BufferRequest> r = {{4096, 0, 1}, {4096, 1, 2}, {4096, 2, 3}};
 //   ArenaPlan p = plan_arena(r);   // p.arena_bytes == 8192: the first and third share memory
 //
-// Greedy best fit over a free list, in step order (the order ggml's allocator and most inference
-// runtimes use): a step's outputs are placed before its inputs are released, so a kernel never
-// reads and writes the same memory. Pinned buffers (last_step = kPinned) are never released.
+// Two placements, the smaller arena kept: greedy best fit over a free list in step order (ggml's
+// allocator), and greedy by size (TensorFlow Lite's: largest buffers first, each in the smallest
+// gap left by the buffers it lives with). Either way a step's outputs never share memory with its
+// inputs, so a kernel never reads and writes the same memory. Pinned buffers (last_step =
+// kPinned) are never released.
 #pragma once
 
 #include <cstddef>

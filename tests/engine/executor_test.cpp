@@ -51,6 +51,16 @@ TEST(Planner, ChainReusesTwoBuffers) {
   EXPECT_EQ(plan.total_bytes, 6u * 1024);
 }
 
+TEST(Planner, PlacingBySizeLeavesNoHoleWhereStepOrderDoes) {
+  // a lives over steps 0-3, b 1-3, c 1-4, d only at 4. In step order a takes [0, 64), c and b
+  // follow; when a and b end, d (256) fits neither hole (64 and 192 bytes apart) and the arena
+  // grows to 576. Largest first: c, then d beside it, then b where d is not yet alive, then a.
+  std::vector<BufferRequest> r = {{64, 0, 3}, {192, 1, 3}, {256, 1, 4}, {256, 4, 4}};
+  auto plan = engine::plan_arena(r);
+  EXPECT_EQ(plan.largest_live_bytes, 512u);
+  EXPECT_EQ(plan.arena_bytes, 512u);
+}
+
 // x -> Relu -> Neg -> Sigmoid -> Tanh -> Exp -> y, all [2,3,5,7].
 std::shared_ptr<Graph> chain_graph() {
   auto g = std::make_shared<Graph>();

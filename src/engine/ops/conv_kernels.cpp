@@ -17,17 +17,15 @@ namespace {
 
 // The block size when `wanted` (a format oneDNN chose for W) splits output channels (dim 0) into
 // equal blocks, outermost, each stored whole in the bytes its plain rows take (Acdb64a,
-// Abcde16a...): then W can be packed in its own buffer, one block at a time. 0 otherwise
-// (padding, blocks over other dims).
+// Abcde16a, ABcd16b16a...): then W can be packed in its own buffer, one block at a time. 0
+// otherwise (padding, another dim outermost).
 int64_t whole_row_block(const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted) {
   const dnnl_memory_desc_t& d = wanted.data;
   if (d.format_kind != dnnl_blocked || d.offset0 != 0 || wanted.get_size() != plain.get_size()) return 0;
   const dnnl_blocking_desc_t& b = d.format_desc.blocking;
   int64_t block = 1, rest = 1;
-  for (int i = 0; i < b.inner_nblks; ++i) {
-    if (b.inner_idxs[i] != 0) return 0;
-    block *= b.inner_blks[i];
-  }
+  for (int i = 0; i < b.inner_nblks; ++i)
+    if (b.inner_idxs[i] == 0) block *= b.inner_blks[i];
   for (int i = 0; i < d.ndims; ++i)
     if (d.padded_dims[i] != d.dims[i]) return 0;
   for (int i = 1; i < d.ndims; ++i) rest *= d.dims[i];
