@@ -1,4 +1,4 @@
-// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--load-only]
+// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-extra-bytes B] [--f32-nodes N1,N2...] [--load-only]
 //
 // Measures the engine on one model in this (fresh) process and prints one JSON object:
 //   load      formats::load_onnx_model + planning the Grad-CAM-ready Executor for batch 1
@@ -9,6 +9,8 @@
 //             reordered beforehand, nothing fused), run back to back: median of the sum
 //   memory    peak RSS (before the floor primitives exist, and after), the weight bytes, and
 //             current/peak RSS after each stage (start, loaded, planned, ran)
+// --winograd-max-extra-bytes sets PlanOptions::winograd_max_extra_bytes (0: direct convolutions only);
+// --f32-nodes, PlanOptions::f32_nodes (the convolutions a bf16 plan keeps f32).
 // --load-only stops after the load (load_ms, load_cpu_ms, load_model_ms, plan_ms) and adds
 // fresh_memory_ms: allocating and writing as many fresh bytes as the weights take, the part of
 // the load the machine decides. bench/engine.py repeats it in fresh processes, since one process
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <sstream>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -45,6 +48,8 @@ struct BenchOptions {
   int warmup = 5;
   bool load_only = false;
   engine::Precision precision = engine::Precision::f32;
+  size_t winograd_max_extra_bytes = engine::kDefaultWinogradMaxExtraBytes;
+  std::vector<std::string> f32_nodes;
 };
 
 double ms_since(Clock::time_point start) {
@@ -121,7 +126,7 @@ struct FloorConv {
   std::unordered_map<int, dnnl::memory> args;
 };
 
-FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, const engine::Executor& ex) {
+FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, const engine::Executor& ex, bool winograd) {
   using dnnl::memory;
   namespace du = engine::dnnl_util;
   FloorConv c;
@@ -164,10 +169,13 @@ FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, cons
   }
   memory::desc src_md(du::dims(c.x), f32, any), dst_md(du::dims(c.y), f32, any), w_md(wdims, f32, any);
   memory::desc bias_md({c.w[0]}, f32, memory::format_tag::x);
-  auto d = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                      src_md, w_md, bias_md, dst_md, str, dil, pad_l, pad_r)
-                    : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                      src_md, w_md, dst_md, str, dil, pad_l, pad_r);
+  // The algorithm the plan chose for this node: Winograd's floor is its bare primitive, without
+  // the copies to and from its blocked layout that the engine adds.
+  const auto algorithm = winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
+  auto d = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_md, w_md, bias_md,
+                                                      dst_md, str, dil, pad_l, pad_r)
+                    : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_md, w_md, dst_md, str,
+                                                      dil, pad_l, pad_r);
   dnnl::convolution_forward::primitive_desc pd(d, du::cpu_engine());
   c.prim = dnnl::convolution_forward(pd);
 
@@ -181,8 +189,10 @@ FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, cons
 
 nlohmann::json conv_floor(const BenchOptions& o, const engine::Graph& g, const engine::Executor& ex) {
   std::vector<FloorConv> convs;
+  const auto& winograd = ex.stats().winograd_convolutions;
   for (const auto& n : g.nodes)
-    if (n.type == "Conv") convs.push_back(make_floor_conv(n, g, ex));
+    if (n.type == "Conv")
+      convs.push_back(make_floor_conv(n, g, ex, std::find(winograd.begin(), winograd.end(), n.name) != winograd.end()));
   // Two buffers used in turn: each conv reads what the one before it wrote, still in cache, as in
   // the engine's arena. (A buffer per conv would stream every tensor from DRAM, which no real run
   // does, and make the floor slower than the engine on small, memory-bound convs.) The source is
@@ -264,6 +274,8 @@ int run(const BenchOptions& o) {
   plan.backward_from = {logits};
   plan.backward_to = {cam};
   plan.precision = o.precision;
+  plan.winograd_max_extra_bytes = o.winograd_max_extra_bytes;
+  plan.f32_nodes = o.f32_nodes;
   auto plan_start = Clock::now();
   engine::Executor ex(m.graph, plan);
   j["plan_ms"] = ms_since(plan_start);
@@ -319,7 +331,9 @@ int run(const BenchOptions& o) {
   j["fused_activations"] = ex.stats().fused_activations;
   j["layout_reorders"] = ex.stats().layout_reorders;
   j["precision"] = engine::precision_name(ex.stats().precision);
-  j["bf16_convolutions"] = ex.stats().bf16_convolutions;
+  j["bf16_convolutions"] = ex.stats().bf16_convolutions.size();
+  j["winograd_convolutions"] = ex.stats().winograd_convolutions.size();
+  j["winograd_weight_bytes"] = ex.stats().winograd_weight_bytes;
 
   j.update(conv_floor(o, g, ex));
   j["peak_rss_after_floor_bytes"] = peak_rss_bytes();
@@ -341,7 +355,7 @@ int parse_int(const std::string& flag, const std::string& v, int min) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--load-only]\n";
+  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-extra-bytes B] [--f32-nodes N1,N2...] [--load-only]\n";
   try {
     BenchOptions o;
     for (int i = 1; i < argc; ++i) {
@@ -361,6 +375,11 @@ int main(int argc, char** argv) {
       else if (flag == "--iters") o.iters = parse_int(flag, v, 1);
       else if (flag == "--warmup") o.warmup = parse_int(flag, v, 0);
       else if (flag == "--precision") o.precision = engine::parse_precision(v);
+      else if (flag == "--winograd-max-extra-bytes") o.winograd_max_extra_bytes = parse_int(flag, v, 0);
+      else if (flag == "--f32-nodes") {
+        std::stringstream names(v);
+        for (std::string name; std::getline(names, name, ',');) o.f32_nodes.push_back(name);
+      }
       else throw Error(ErrorKind::invalid_input, "unknown option " + flag);
     }
     if (o.model.empty()) throw Error(ErrorKind::invalid_input, "--model is required");

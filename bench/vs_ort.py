@@ -4,13 +4,15 @@
     bench/ort/install.sh                                # once: onnxruntime-node into bench/ort/node_modules
     ninja -C build dermal_bench_engine
     /usr/bin/python3 bench/vs_ort.py [--models M ...] [--threads 1 2] [--rounds 8] [--iters 50]
-                                     [--warmup 5] [--precision f32|bf16] [--build DIR] [--json FILE]
+                                     [--warmup 5] [--precision f32|bf16 [--f32-nodes-from CARD]]
+                                     [--build DIR] [--json FILE]
 
 For each model and thread count, --rounds interleaved rounds: each runs build/bench/dermal_bench_engine
 and bench/ort_engine.js, each a fresh process with --iters timed runs, one after the other (never at the
 same time), alternating which goes first, so that slow spells of a shared machine hit both sides alike.
 A row's numbers are medians over the rounds. See bench/README.md (Dermal vs ONNX Runtime) for the columns.
---precision bf16 runs Dermal's convolutions in bf16 (on CPUs with AVX-512 BF16) beside ORT's default f32.
+--precision bf16 runs Dermal's convolutions in bf16 (on CPUs with AVX-512 BF16) beside ORT's default f32;
+--f32-nodes-from CARD keeps the convolutions a model card lists in "f32_nodes" in f32.
 """
 
 import argparse
@@ -73,7 +75,9 @@ def measure(a):
     for model in a.models:
         for threads in a.threads:
             args = ["--model", model, "--threads", str(threads), "--iters", str(a.iters), "--warmup", str(a.warmup)]
-            sides = [("dermal", [bench] + args + ["--precision", a.precision], "dermal_bench_engine"),
+            f32_nodes = json.load(open(a.f32_nodes_from)).get("f32_nodes", []) if a.f32_nodes_from else []
+            dermal_args = ["--precision", a.precision] + (["--f32-nodes", ",".join(f32_nodes)] if f32_nodes else [])
+            sides = [("dermal", [bench] + args + dermal_args, "dermal_bench_engine"),
                      ("ort", [node, os.path.join(HERE, "ort_engine.js")] + args, "ort_engine.js")]
             rounds = []
             for r in range(a.rounds):
@@ -140,6 +144,7 @@ def main():
     ap.add_argument("--iters", type=int, default=50, help="timed runs per process (default 50)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     ap.add_argument("--precision", choices=["f32", "bf16"], default="f32", help="Dermal's convolutions (ORT: f32)")
+    ap.add_argument("--f32-nodes-from", metavar="CARD", help="bf16: keep the card's f32_nodes in f32")
     ap.add_argument("--json", metavar="FILE", help="also save every raw measurement here")
     a = ap.parse_args()
     if a.rounds < 1 or a.iters < 1:

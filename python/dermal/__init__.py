@@ -57,15 +57,17 @@ class Model:
     (x.onnx + x.json) or given as `card`. lesion_check: "on" (withhold the diagnosis of an image
     that is not a skin lesion), "warn" or "off". threads: compute threads (0: every core).
     precision: "f32" or "bf16" for the convolutions (None: the card's, else f32); bf16 runs only on
-    CPUs with AVX-512 BF16, f32 elsewhere (the `precision` property says what runs)."""
+    CPUs with AVX-512 BF16, f32 elsewhere (the `precision` property says what runs). f32_nodes: in
+    bf16, the convolutions (node names) that stay f32 (None: the card's `f32_nodes`)."""
 
     def __init__(self, path=None, card=None, *, lesion_check="on", threads=0, temperature=None, display_size=1024,
-                 precision=None):
+                 precision=None, f32_nodes=None):
         if precision not in (None, "f32", "bf16"):
             raise ValueError("precision must be 'f32' or 'bf16', got %r" % (precision,))
         path = os.fspath(path) if path is not None else default_model_path()
         self._m = _CoreModel(path, os.fspath(card) if card else "", lesion_check, int(threads),
-                             float(temperature or 0), _model_dirs(), int(display_size), precision or "")
+                             float(temperature or 0), _model_dirs(), int(display_size), precision or "",
+                             None if f32_nodes is None else [str(n) for n in f32_nodes])
 
     name = property(lambda self: self._m.name, doc="The model file's stem, as the API's 'model' field")
     path = property(lambda self: self._m.path)

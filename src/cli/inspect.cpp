@@ -1,6 +1,7 @@
 // dermal inspect MODEL: what a model takes and gives, every node with its output shapes, the
 // parameter count, weight bytes and the planned peak activation memory for one image; with
 // --profile N, each kernel's median time over N forwards.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -77,6 +78,9 @@ int run_inspect(const InspectOptions& o) {
     j["outputs"].push_back({{"name", out.name}, {"shape", ex.info(out.name).shape}});
   for (const auto& n : g.nodes) {
     nlohmann::json node{{"name", n.name}, {"op", n.type}};
+    // How a convolution runs, when not the usual f32 direct way: "bf16" or "winograd".
+    for (const auto& [list, how] : {std::pair{&st.bf16_convolutions, "bf16"}, std::pair{&st.winograd_convolutions, "winograd"}})
+      if (std::find(list->begin(), list->end(), n.name) != list->end()) node["runs"] = how;
     for (const auto& out : n.outputs)
       if (!out.empty()) node["outputs"].push_back({{"name", out}, {"shape", ex.info(out).shape}});
     j["nodes"].push_back(node);
@@ -95,7 +99,9 @@ int run_inspect(const InspectOptions& o) {
                {"folded_batchnorms", m.folded_batchnorms},
                {"layout_reorders", st.layout_reorders},
                {"precision", engine::precision_name(st.precision)},
-               {"bf16_convolutions", st.bf16_convolutions}};
+               {"bf16_convolutions", st.bf16_convolutions.size()},
+               {"winograd_convolutions", st.winograd_convolutions.size()},
+               {"winograd_weight_bytes", st.winograd_weight_bytes}};
   if (!st.precision_note.empty()) j["plan"]["precision_note"] = st.precision_note;
   if (o.profile_runs > 0) j["profile"] = profile(ex, plan, o.profile_runs);
   if (o.json) {
@@ -124,8 +130,11 @@ int run_inspect(const InspectOptions& o) {
               "%d layout reorders)\n",
               st.steps, st.fused_activations, st.fused_adds, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
   std::printf("precision                %s", engine::precision_name(st.precision));
-  if (st.precision == engine::Precision::bf16) std::printf(" (%d convolutions in bf16, sums in f32; the rest in f32)", st.bf16_convolutions);
+  if (st.precision == engine::Precision::bf16) std::printf(" (%zu convolutions in bf16, sums in f32; the rest in f32)", st.bf16_convolutions.size());
   std::printf("%s\n", st.precision_note.empty() ? "" : ("; " + st.precision_note).c_str());
+  if (!st.winograd_convolutions.empty())
+    std::printf("winograd                 %zu 3x3 convolutions; their transformed weights add %s\n", st.winograd_convolutions.size(),
+                mib(st.winograd_weight_bytes).c_str());
   for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
   if (o.profile_runs > 0) {
     const nlohmann::json& p = j["profile"];

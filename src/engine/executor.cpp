@@ -46,6 +46,7 @@ struct Step {
   std::shared_ptr<const Op> op;  // null for layout conversions
   std::unique_ptr<Kernel> kernel;
   std::vector<int> in, out;      // slot ids; -1 for an absent optional input
+  int scratch = -1;              // slot of the kernel's temporaries (Kernel::scratch_bytes), if any
 };
 
 // What a stored tensor is read as (get, tensor_infos) and differentiated in: f32 for bf16.
@@ -133,6 +134,9 @@ struct Executor::Impl {
   std::map<const Node*, Fusion> choose_fusions(const std::vector<const Node*>& runtime);
   void build_steps(const std::vector<const Node*>& runtime, const std::map<const Node*, Fusion>& fused);
   bool bf16_readers_only(const std::string& name, const std::map<const Node*, const Node*>& add_rides_on) const;
+  // Does n take input i in bf16: its op can, the plan is bf16, and n is not one of opts.f32_nodes.
+  bool takes_bf16(const Node* n, size_t i) const { return bf16 && n->op->accepts_bf16(i) && !f32_nodes.count(n->name); }
+  std::set<std::string> f32_nodes;
   using Conversions = std::map<std::tuple<int, Layout, DType>, int>;
   int converted(int slot, Layout layout, DType dtype, Conversions& cache);
   void pin_backward_region();
@@ -311,11 +315,11 @@ std::map<const Node*, Fusion> Executor::Impl::choose_fusions(const std::vector<c
 bool Executor::Impl::bf16_readers_only(const std::string& name, const std::map<const Node*, const Node*>& add_rides_on) const {
   for (const Node* reader : graph->consumers(name)) {
     if (auto conv = add_rides_on.find(reader); conv != add_rides_on.end()) {
-      if (!conv->second->op->accepts_bf16(kResidualInput)) return false;
+      if (!takes_bf16(conv->second, kResidualInput)) return false;
       continue;
     }
     for (size_t i = 0; i < reader->inputs.size(); ++i)
-      if (reader->inputs[i] == name && !reader->op->accepts_bf16(i)) return false;
+      if (reader->inputs[i] == name && !takes_bf16(reader, i)) return false;
   }
   return true;
 }
@@ -384,8 +388,8 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
         else if (layout == Layout::plain && rank4 && i == 0 && n->op->wants_nhwc()) layout = Layout::nhwc;
         // In bf16 plans a convolution's X comes in bf16; nothing else reads bf16.
         DType dtype = slots[id].info.dtype;
-        if (dtype == DType::bf16 && !n->op->accepts_bf16(i)) dtype = DType::f32;
-        else if (bf16 && dtype == DType::f32 && i == 0 && n->op->accepts_bf16(0)) dtype = DType::bf16;
+        if (dtype == DType::bf16 && !takes_bf16(n, i)) dtype = DType::f32;
+        else if (dtype == DType::f32 && i == 0 && takes_bf16(n, 0)) dtype = DType::bf16;
         if (layout != slots[id].layout || dtype != slots[id].info.dtype) id = converted(id, layout, dtype, conversions);
       }
       add_input(id);
@@ -406,13 +410,28 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
     // A bf16 convolution's result stays bf16 when only bf16 convolutions read it.
     const bool bf16_conv = !cfg.inputs.empty() && cfg.inputs[0].dtype == DType::bf16;
     if (bf16_conv) {
-      ++stats.bf16_convolutions;
+      stats.bf16_convolutions.push_back(n->name);
       const std::string& y = last->outputs[0];
       if (!must_stay.count(y) && bf16_readers_only(y, add_rides_on)) cfg.outputs[0].dtype = DType::bf16;
     }
     cfg.post_eltwise = f.eltwise;
     if (f.eltwise) ++stats.fused_activations;
+    if (layouts) cfg.winograd_max_extra_bytes = opts.winograd_max_extra_bytes;
     step.kernel = n->op->make_kernel(cfg);
+    if (std::string algorithm = step.kernel->algorithm(); !algorithm.empty()) {
+      step.label += " (" + algorithm + ")";
+      if (algorithm == "winograd") stats.winograd_convolutions.push_back(n->name);
+    }
+    stats.winograd_weight_bytes += step.kernel->extra_weight_bytes();
+    if (const size_t bytes = step.kernel->scratch_bytes()) {
+      // Planned like any tensor, alive during this step only.
+      Slot scratch;
+      scratch.name = step.label + "#scratch";
+      scratch.info = {DType::f32, {static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}};
+      scratch.internal = true;
+      scratch.producer = scratch.last_reader = static_cast<int>(steps.size());
+      step.scratch = add_slot(std::move(scratch));
+    }
     if (std::string why = step.kernel->fallback_reason(); !why.empty()) stats.fallbacks.push_back(n->name + ": " + why);
     const int index = static_cast<int>(steps.size());
     for (size_t k = 0; k < last->outputs.size(); ++k) {
@@ -511,6 +530,8 @@ void Executor::Impl::allocate() {
     Slot& s = slots[ids[k]];
     s.view = Tensor::view(s.info.dtype, s.info.shape, static_cast<char*>(memory) + plan.offsets[k], s.layout);
   }
+  for (Step& step : steps)
+    if (step.scratch >= 0) step.kernel->use_scratch(slots[step.scratch].view.raw());
 }
 
 void Executor::Impl::plan() {
@@ -525,6 +546,11 @@ void Executor::Impl::plan() {
       bf16 = true;
   }
   stats.precision = bf16 ? Precision::bf16 : Precision::f32;
+  for (const auto& name : opts.f32_nodes) {
+    if (std::none_of(graph->nodes.begin(), graph->nodes.end(), [&](const Node& n) { return n.name == name; }))
+      throw Error(ErrorKind::invalid_input, "f32_nodes: the model has no node named '" + name + "'");
+    f32_nodes.insert(name);
+  }
   add_inputs_and_constants();
   std::vector<const Node*> runtime;
   fold_or_schedule(runtime);

@@ -37,6 +37,11 @@ const char* precision_name(Precision p);  // "f32", "bf16"
 // "f32" or "bf16"; anything else: Error(invalid_input) naming both.
 Precision parse_precision(const std::string& name);
 
+// Winograd where it adds at most 1 MiB per convolution (transformed weights, kept, and its
+// workspace, in the arena): the 16-64 channel layers of large feature maps, where it gains most
+// (1.5-2x on one thread).
+inline constexpr size_t kDefaultWinogradMaxExtraBytes = size_t{1} << 20;
+
 struct PlanOptions {
   std::map<std::string, Shape> input_shapes;  // every non-constant graph input; all dims concrete
   // Integer inputs given by value (shape arguments): they are folded like constants.
@@ -47,6 +52,13 @@ struct PlanOptions {
   DType compute = DType::f32;  // f64 runs the plain reference kernels (gradient checks)
   bool fuse = true;            // activation fusion and channels-last layouts (f32 only)
   Precision precision = Precision::f32;  // bf16 needs compute f32 and fuse
+  // In bf16 plans, the convolutions (node names) that stay f32: those whose rounding changes the
+  // answers most (tools/bf16_calibrate.py finds them). A name that is no node is an error.
+  std::vector<std::string> f32_nodes;
+  // Dense 3x3 stride-1 f32 convolutions run Winograd's algorithm (faster, the same results to
+  // rounding) where the memory it adds, its transformed weights held beside the plain ones and
+  // its workspace, is at most this many bytes each; 0: never. Needs compute f32 and fuse.
+  size_t winograd_max_extra_bytes = kDefaultWinogradMaxExtraBytes;
 };
 
 struct PlanStats {
@@ -60,7 +72,9 @@ struct PlanStats {
   int layout_reorders = 0;          // conversion steps: to another layout and/or between f32 and bf16
   Precision precision = Precision::f32;  // what the convolutions run in
   std::string precision_note;       // why not bf16, when it was asked for and the plan runs f32
-  int bf16_convolutions = 0;
+  std::vector<std::string> bf16_convolutions;  // the nodes that run in bf16
+  std::vector<std::string> winograd_convolutions;  // the nodes that run Winograd's algorithm
+  size_t winograd_weight_bytes = 0;  // their transformed weights, held beside the packed ones
   std::vector<std::string> fallbacks;  // "node: why" for each kernel on plain loops instead of oneDNN
 };
 

@@ -61,6 +61,9 @@ struct KernelConfig {
   // A fused residual Add (set only if Op::accepts_post_add()): input kResidualInput, of the
   // output's shape and layout, is added to the result before post_eltwise.
   bool post_add = false;
+  // A dense 3x3 stride-1 f32 convolution may run Winograd's algorithm when that adds at most
+  // this many bytes (0: never); see PlanOptions.
+  size_t winograd_max_extra_bytes = 0;
 };
 
 // Where a fused residual Add's other operand arrives: after Conv's X, W and B.
@@ -79,6 +82,14 @@ class Kernel {
   // Why this kernel runs plain loops where the op would use oneDNN (empty: it does not). The plan
   // lists these (PlanStats::fallbacks) so that a slow path is never silent.
   virtual std::string fallback_reason() const { return {}; }
+  // The algorithm when it is not the op's usual one ("winograd"), for plan statistics and profiles.
+  virtual std::string algorithm() const { return {}; }
+  // Bytes of weights this kernel holds beyond the op's one packed copy (Winograd's transform).
+  virtual size_t extra_weight_bytes() const { return 0; }
+  // Temporary memory a forward needs beyond its inputs and outputs: the executor plans it in its
+  // arena, alive during this kernel's step only, and hands it over once with use_scratch.
+  virtual size_t scratch_bytes() const { return 0; }
+  virtual void use_scratch(void* /*memory*/) {}
 };
 
 class Op {

@@ -411,12 +411,14 @@ PlanOptions Classifier::plan_options(const Shape& input) const {
   PlanOptions opts;
   opts.input_shapes[card_.input_name] = input;
   opts.precision = engine::parse_precision(card_.precision);
+  opts.f32_nodes = card_.f32_nodes;
   return opts;
 }
 
 PrecisionStatus Classifier::precision() const {
   const engine::PlanStats& s = plans_->predict->stats();
-  return {card_.precision, engine::precision_name(s.precision), s.precision_note, s.bf16_convolutions};
+  return {card_.precision, engine::precision_name(s.precision), s.precision_note,
+          static_cast<int>(s.bf16_convolutions.size())};
 }
 
 }  // namespace dermal::explain

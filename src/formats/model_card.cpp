@@ -1,5 +1,6 @@
 #include "formats/model_card.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -143,6 +144,12 @@ ModelCard card_from_json(const json& j, const std::string& source) {
   if (!(card.temperature > 0) || !std::isfinite(card.temperature)) bad_card(source, "temperature must be a positive number");
   card.precision = j.value("precision", card.precision);
   if (card.precision != "f32" && card.precision != "bf16") bad_card(source, "precision must be f32 or bf16");
+  if (j.contains("f32_nodes")) {
+    const json& nodes = j["f32_nodes"];
+    if (!nodes.is_array() || !std::all_of(nodes.begin(), nodes.end(), [](const json& n) { return n.is_string(); }))
+      bad_card(source, "f32_nodes must be a list of node names");
+    card.f32_nodes = nodes.get<std::vector<std::string>>();
+  }
   if (j.contains("metrics")) card.metrics_json = j["metrics"].dump(-1, ' ', false, json::error_handler_t::replace);
   return card;
 }
@@ -178,6 +185,10 @@ void apply_overrides(ModelCard& card, const CardOverrides& o) {
   if (!o.precision.empty() && o.precision != card.precision) {
     card.precision = engine::precision_name(engine::parse_precision(o.precision));  // refuses a bad name
     card.source += " + --precision " + o.precision;
+  }
+  if (o.f32_nodes) {
+    card.f32_nodes = *o.f32_nodes;
+    card.source += " + f32_nodes";
   }
 }
 
@@ -223,6 +234,9 @@ void reconcile(ModelCard& card, const LoadedModel& model) {
   }
   if (p.width <= 0 || p.height <= 0) bad_card(card.source, "the model's input size is dynamic: give input.width and input.height");
   if (card.name.empty()) card.name = std::filesystem::path(card.source).stem().string();
+  for (const auto& name : card.f32_nodes)
+    if (std::none_of(g.nodes.begin(), g.nodes.end(), [&](const engine::Node& n) { return n.name == name; }))
+      bad_card(card.source, "f32_nodes names '" + name + "', which is no node of the model");
 }
 
 }  // namespace

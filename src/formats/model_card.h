@@ -17,10 +17,12 @@
 //   explain: {layer: "auto" | tensor or node name}
 //   temperature: softmax temperature (probabilities = softmax(logits / T))
 //   precision: "f32" (default) or "bf16": the convolutions' precision (engine::Precision), for a
-//     model whose bf16 agreement with f32 has been measured (tools/bf16_agreement.py)
+//     model whose bf16 agreement with f32 has been measured (bench/bf16_agreement.py)
+//   f32_nodes: [node names]: in bf16, these convolutions stay f32 (tools/bf16_calibrate.py)
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,7 @@ struct ModelCard {
   std::string explain_layer = "auto";
   double temperature = 1.0;
   std::string precision = "f32";  // f32 | bf16
+  std::vector<std::string> f32_nodes;  // engine::PlanOptions::f32_nodes
   std::string metrics_json;  // as written in the card, for display
 };
 
@@ -69,6 +72,7 @@ struct CardOverrides {
   std::string preprocess_mode;      // caffe | tf | torch | raw
   double temperature = 0;           // > 0: replaces the card's (e.g. 1 to see the uncalibrated model)
   std::string precision;            // f32 | bf16; empty keeps the card's
+  std::optional<std::vector<std::string>> f32_nodes;  // replaces the card's when set
 };
 
 // Parses card JSON; `source` names it in error messages.

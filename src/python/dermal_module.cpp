@@ -102,7 +102,8 @@ ImageInput image_input(const py::handle& obj) {
 class Model {
  public:
   Model(const std::string& path, const std::string& card, const std::string& lesion_check, int threads, double temperature,
-        const std::vector<std::string>& backbone_dirs, int display_size, const std::string& precision) {
+        const std::vector<std::string>& backbone_dirs, int display_size, const std::string& precision,
+        const std::optional<std::vector<std::string>>& f32_nodes) {
     if (threads > 0) engine::dnnl_util::set_threads(threads);
     explain::LesionCheckOptions check;
     check.mode = explain::parse_lesion_check_mode(lesion_check);
@@ -110,6 +111,7 @@ class Model {
     formats::CardOverrides overrides;
     overrides.temperature = temperature;
     overrides.precision = precision;
+    overrides.f32_nodes = f32_nodes;
     py::gil_scoped_release unlocked;
     clf_ = explain::Classifier::load(path, card, overrides, check);
     clf_->set_working_side(display_size);
@@ -273,10 +275,11 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Model>(m, "Model")
       .def(py::init<const std::string&, const std::string&, const std::string&, int, double, const std::vector<std::string>&,
-                    int, const std::string&>(),
+                    int, const std::string&, const std::optional<std::vector<std::string>>&>(),
            py::arg("path"), py::arg("card") = "", py::arg("lesion_check") = "on", py::arg("threads") = 0,
            py::arg("temperature") = 0.0, py::arg("backbone_dirs") = std::vector<std::string>{},
-           py::arg("display_size") = dermal::explain::Classifier::kDefaultWorkingSide, py::arg("precision") = "")
+           py::arg("display_size") = dermal::explain::Classifier::kDefaultWorkingSide, py::arg("precision") = "",
+           py::arg("f32_nodes") = py::none())
       .def("predict", &Model::predict, py::arg("image"), py::arg("top_k") = 3, py::arg("force") = false,
            py::arg("explain") = false, py::arg("method") = "gradcam", py::arg("target") = "top", py::arg("layer") = "auto",
            py::arg("aug_smooth") = false)

@@ -2,9 +2,11 @@
 // and backward through whole graphs against finite differences.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "engine/dnnl_util.h"
 #include "engine/executor.h"
@@ -427,6 +429,90 @@ TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
   EXPECT_EQ(compare(kept.get("logits"), logits[0], 1e-5, 1e-4), "");
 }
 
+// Two residual 3x3 convolutions of 16 and 32 channels, as in a ResNet's first stage.
+std::shared_ptr<Graph> winograd_cnn(std::mt19937& rng) {
+  auto g = std::make_shared<Graph>();
+  g->inputs.push_back({"x", DType::f32, {-1, 16, 10, 10}});
+  g->constants["wa"] = random_tensor({32, 16, 3, 3}, rng, -0.2, 0.2).to_dtype(DType::f32);
+  g->constants["ba"] = random_tensor({32}, rng).to_dtype(DType::f32);
+  g->constants["wb"] = random_tensor({32, 32, 3, 3}, rng, -0.2, 0.2).to_dtype(DType::f32);
+  g->constants["bb"] = random_tensor({32}, rng).to_dtype(DType::f32);
+  g->constants["fc"] = random_tensor({32, 3}, rng).to_dtype(DType::f32);
+  g->constants["shape"] = Tensor::from_ints({2}, {0, -1});
+  Attributes same;
+  same.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  g->add_node("Conv", "conv_a", {"x", "wa", "ba"}, {"ca"}, same, 13);
+  g->add_node("Relu", "relu_a", {"ca"}, {"ra"}, {}, 13);
+  g->add_node("Conv", "conv_b", {"ra", "wb", "bb"}, {"cb"}, same, 13);
+  g->add_node("Add", "add_b", {"cb", "ra"}, {"sb"}, {}, 13);
+  g->add_node("Relu", "relu_b", {"sb"}, {"rb"}, {}, 13);
+  g->add_node("GlobalAveragePool", "gap", {"rb"}, {"gap"}, {}, 13);
+  g->add_node("Reshape", "flatten", {"gap", "shape"}, {"flat"}, {}, 13);
+  g->add_node("MatMul", "fc", {"flat", "fc"}, {"logits"}, {}, 13);
+  g->outputs.push_back({"logits", DType::f32, {}});
+  g->finalize();
+  return g;
+}
+
+// Winograd's convolutions (with the bias, the residual as a sum post-op, the ReLU) give the f64
+// reference's logits and gradients as closely as the direct ones do. Their weights, held by the
+// ops, serve the direct backward and any later plan, and come back exactly: Winograd's
+// transformed copy is kept beside them, never in their place.
+TEST(Executor, WinogradConvolutionsMatchTheReferencePlan) {
+  struct Plan {
+    DType compute;
+    size_t winograd_max_extra_bytes;
+    int winograd;
+  };
+  std::vector<Plan> plans = {Plan{DType::f64, engine::kDefaultWinogradMaxExtraBytes, 0}, Plan{DType::f32, 0, 0},
+                             Plan{DType::f32, 1000, 0}, Plan{DType::f32, engine::kDefaultWinogradMaxExtraBytes, 2}};
+  // Direct plans first (the held W is then packed in place and Winograd's transform starts from
+  // that packed copy), then Winograd first (the held W stays plain beside its transform).
+  for (int64_t batch : {2, 1}) {
+    std::mt19937 rng(43 + batch), same_rng(43 + batch);
+    auto g = winograd_cnn(rng);
+    const auto original = winograd_cnn(same_rng);
+    EXPECT_EQ(engine::hold_weights_in_ops(*g), 2);
+    Tensor x = random_tensor({batch, 16, 10, 10}, rng), seed = random_tensor({batch, 3}, rng);
+    std::map<size_t, Tensor> logits, dx, dra;  // by index in `plans`
+    for (size_t k = 0; k < plans.size(); ++k) {
+      const size_t i = batch == 2 ? k : plans.size() - 1 - k;
+      const Plan& p = plans[i];
+      PlanOptions opts;
+      opts.input_shapes["x"] = {batch, 16, 10, 10};
+      opts.backward_from = {"logits"};
+      opts.backward_to = {"x", "ra"};
+      opts.compute = p.compute;
+      opts.winograd_max_extra_bytes = p.winograd_max_extra_bytes;
+      Executor ex(g, opts);
+      const std::string what = "batch " + std::to_string(batch) + ", plan " + std::to_string(i);
+      EXPECT_EQ(ex.stats().winograd_convolutions.size(), static_cast<size_t>(p.winograd)) << what;
+      EXPECT_EQ(ex.stats().winograd_weight_bytes > 0, p.winograd > 0) << what;
+      EXPECT_EQ(ex.stats().fused_adds, p.compute == DType::f32 ? 1 : 0) << what;
+      ex.set_input("x", x);
+      ex.forward();
+      logits[i] = ex.get("logits");
+      auto grads = ex.backward("logits", seed, {"x", "ra"});
+      dx[i] = grads[0];
+      dra[i] = grads[1];
+      if (p.winograd) {
+        const auto steps = ex.profile(1);
+        EXPECT_EQ(std::count_if(steps.begin(), steps.end(), [](const engine::StepTime& t) {
+                    return t.label.find(" (winograd)") != std::string::npos;
+                  }),
+                  2);
+      }
+    }
+    for (size_t i = 1; i < plans.size(); ++i) {
+      EXPECT_EQ(compare(logits[i], logits[0], 1e-5, 1e-4), "") << "plan " << i << ", batch " << batch;
+      EXPECT_EQ(compare(dx[i], dx[0], 1e-5, 1e-4), "") << "plan " << i << ", batch " << batch << ", d/dx";
+      EXPECT_EQ(compare(dra[i], dra[0], 1e-5, 1e-4), "") << "plan " << i << ", batch " << batch << ", d/dra";
+    }
+    EXPECT_NE(compare(logits[3], logits[1], 0, 0), "") << "Winograd rounds otherwise than direct: was it run?";
+    for (const char* w : {"wa", "wb"}) EXPECT_EQ(compare(g->constant_value(w), original->constants.at(w), 0, 0), "") << w;
+  }
+}
+
 // Relative error ||a - b|| / ||b|| over all elements, both converted to double.
 double relative_error(const Tensor& a, const Tensor& b) {
   const auto x = a.to_doubles(), y = b.to_doubles();
@@ -478,7 +564,7 @@ TEST(Executor, Bf16ConvolutionsRoundTheirInputsAndWeightsOnly) {
     GTEST_SKIP() << "this CPU has no native bf16: " << stats.precision_note;
   }
   EXPECT_EQ(stats.precision, engine::Precision::bf16);
-  EXPECT_EQ(stats.bf16_convolutions, 1);
+  EXPECT_EQ(stats.bf16_convolutions.size(), 1u);
   EXPECT_EQ(stats.precision_note, "");
   const Tensor rounded = run(conv_graph(bf16_rounded(w)), bf16_rounded(x), DType::f64, engine::Precision::f32).first;
   const Tensor exact = run(conv_graph(w), x, DType::f64, engine::Precision::f32).first;
@@ -513,7 +599,7 @@ TEST(Executor, Bf16PlansStoreWhatOnlyConvolutionsRead) {
   auto reference = plan(engine::Precision::f32, DType::f64, true);
   auto f32 = plan(engine::Precision::f32, DType::f32, false);
   auto inference = plan(engine::Precision::bf16, DType::f32, false);
-  EXPECT_EQ(inference->stats().bf16_convolutions, 4);
+  EXPECT_EQ(inference->stats().bf16_convolutions.size(), 4u);
   EXPECT_EQ(inference->stats().fused_adds, 2);
   for (const char* name : {"ra", "rb", "cd"}) EXPECT_EQ(inference->info(name).dtype, DType::bf16) << name;
   for (const char* name : {"sc", "logits"}) EXPECT_EQ(inference->info(name).dtype, DType::f32) << name;
@@ -535,9 +621,8 @@ TEST(Executor, Bf16PlansStoreWhatOnlyConvolutionsRead) {
 
 // Depthwise convolutions stay f32 in bf16 plans (Conv's accepts_bf16): the tensors around one are
 // f32, and the dense convolutions after it read it through a conversion.
-TEST(Executor, Bf16PlansKeepDepthwiseConvolutionsF32) {
-  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
-  std::mt19937 rng(47);
+// expand (1x1) -> depthwise 3x3 -> project (1x1) -> again (1x1), as in MobileNetV2.
+std::shared_ptr<Graph> inverted_residual_chain(std::mt19937& rng) {
   auto g = std::make_shared<Graph>();
   g->inputs.push_back({"x", DType::f32, {1, 8, 6, 6}});
   g->constants["w1"] = random_tensor({16, 8, 1, 1}, rng, -0.5, 0.5).to_dtype(DType::f32);
@@ -553,11 +638,18 @@ TEST(Executor, Bf16PlansKeepDepthwiseConvolutionsF32) {
   g->add_node("Conv", "again", {"p", "w3"}, {"y"}, {}, 13);  // p: read by convolutions alone, so bf16
   g->outputs.push_back({"y", DType::f32, {}});
   g->finalize();
+  return g;
+}
+
+TEST(Executor, Bf16PlansKeepDepthwiseConvolutionsF32) {
+  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  std::mt19937 rng(47);
+  auto g = inverted_residual_chain(rng);
   PlanOptions opts;
   opts.input_shapes["x"] = {1, 8, 6, 6};
   opts.precision = engine::Precision::bf16;
   Executor ex(g, opts);
-  EXPECT_EQ(ex.stats().bf16_convolutions, 3);
+  EXPECT_EQ(ex.stats().bf16_convolutions.size(), 3u);
   EXPECT_EQ(ex.info("e").dtype, DType::f32);
   EXPECT_EQ(ex.info("d").dtype, DType::f32);
   EXPECT_EQ(ex.info("p").dtype, DType::bf16);
@@ -570,6 +662,36 @@ TEST(Executor, Bf16PlansKeepDepthwiseConvolutionsF32) {
     e->forward();
   }
   EXPECT_LT(relative_error(ex.get("y"), reference.get("y")), 2e-2);
+}
+
+// PlanOptions::f32_nodes: the named convolutions stay f32 in a bf16 plan, and so does what only
+// they read; with every dense convolution named, the plan computes exactly what the f32 plan does.
+TEST(Executor, Bf16PlansKeepTheNamedConvolutionsF32) {
+  if (!engine::dnnl_util::cpu_has_bf16()) GTEST_SKIP() << "this CPU has no native bf16";
+  std::mt19937 rng(53);
+  auto g = inverted_residual_chain(rng);
+  const Tensor x = random_tensor({1, 8, 6, 6}, rng);
+  PlanOptions opts;
+  opts.input_shapes["x"] = {1, 8, 6, 6};
+  Executor f32(g, opts);
+  f32.set_input("x", x);
+  f32.forward();
+  opts.precision = engine::Precision::bf16;
+  opts.f32_nodes = {"again"};
+  Executor one(g, opts);
+  EXPECT_EQ(one.stats().bf16_convolutions.size(), 2u);
+  EXPECT_EQ(one.info("p").dtype, DType::f32);  // its one reader runs f32 now
+  opts.f32_nodes = {"expand", "project", "again"};
+  Executor all(g, opts);
+  EXPECT_EQ(all.stats().bf16_convolutions.size(), 0u);
+  for (Executor* e : {&one, &all}) {
+    e->set_input("x", x);
+    e->forward();
+  }
+  EXPECT_EQ(compare(all.get("y"), f32.get("y"), 0, 0), "");
+  EXPECT_NE(compare(one.get("y"), f32.get("y"), 0, 0), "");  // two convolutions still round
+  opts.f32_nodes = {"again", "no_such_conv"};
+  expect_error([&] { Executor(g, opts); }, {ErrorKind::invalid_input}, {"no node named 'no_such_conv'"});
 }
 
 // profile() times each kernel of the plan once per run, under the plan's own labels (fused kernels

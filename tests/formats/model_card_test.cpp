@@ -14,7 +14,7 @@ TEST(ModelCard, ReadsEveryField) {
     "name": "skinnet", "labels": ["akiec", {"code": "mel", "name": "Melanoma", "malignant": true}],
     "input": {"name": "input", "width": 224, "height": 192, "layout": "nhwc", "channels": 1},
     "preprocess": {"mode": "torch", "resize": "area", "keep_aspect": true, "channel_order": "bgr"},
-    "explain": {"layer": "features.18"}, "temperature": 0.9, "precision": "bf16", "metrics": {"balanced_accuracy": 0.7}})",
+    "explain": {"layer": "features.18"}, "temperature": 0.9, "precision": "bf16", "f32_nodes": ["m2/head", "m2/project"], "metrics": {"balanced_accuracy": 0.7}})",
                                                          "card.json");
   ASSERT_EQ(c.labels.size(), 2u);
   EXPECT_EQ(c.labels[1].code, "mel");
@@ -30,6 +30,7 @@ TEST(ModelCard, ReadsEveryField) {
   EXPECT_EQ(c.explain_layer, "features.18");
   EXPECT_DOUBLE_EQ(c.temperature, 0.9);
   EXPECT_EQ(c.precision, "bf16");
+  EXPECT_EQ(c.f32_nodes, (std::vector<std::string>{"m2/head", "m2/project"}));
   EXPECT_EQ(c.metrics_json, R"({"balanced_accuracy":0.7})");
 }
 
@@ -50,6 +51,8 @@ TEST(ModelCard, MalformedCardsAreRefusedNamingTheField) {
       {R"({"labels": ["a"], "temperature": -1})", "temperature must be a positive number"},
       {R"({"labels": ["a"], "temperature": "hot"})", "a field has the wrong type"},
       {R"({"labels": ["a"], "precision": "f16"})", "precision must be f32 or bf16"},
+      {R"({"labels": ["a"], "f32_nodes": "conv"})", "f32_nodes must be a list of node names"},
+      {R"({"labels": ["a"], "f32_nodes": ["conv", 3]})", "f32_nodes must be a list of node names"},
       {R"({"labels": [1, 2]})", "each label must be a string or {code, name, malignant}"},
       {R"({"labels": []})", "needs a non-empty 'labels' list"},
   };

@@ -71,6 +71,19 @@ class Module(unittest.TestCase):
             self.assertAlmostEqual(r.probabilities[code], f32.probabilities[code], delta=0.05)
         self.assertEqual(r.top[0]["label"], f32.top[0]["label"])
 
+    def test_f32_nodes_keep_bf16_convolutions_f32(self):
+        # Every convolution a bf16 plan would round, kept f32: the f32 answer, to rounding.
+        plan = json.loads(subprocess.run([CLI, "inspect", "--json", "--precision", "bf16", dermal.default_model_path()],
+                                         check=True, capture_output=True, text=True).stdout)
+        bf16 = [n["name"] for n in plan["nodes"] if n.get("runs") == "bf16"]
+        self.assertEqual(len(bf16), plan["plan"]["bf16_convolutions"])
+        m = dermal.Model(precision="bf16", f32_nodes=bf16)
+        r, f32 = m.predict(read(IMAGES[0])), self.model.predict(read(IMAGES[0]))
+        for code, p in f32.probabilities.items():
+            self.assertAlmostEqual(r.probabilities[code], p, delta=1e-6)
+        with self.assertRaisesRegex(dermal.InvalidModel, "f32_nodes names 'no such conv', which is no node of the model"):
+            dermal.Model(precision="bf16", f32_nodes=["no such conv"])
+
     def test_explain_matches_the_cli(self):
         path = IMAGES[1]
         for method, target in (("gradcam", "top"), ("gradcam++", "mel")):
