@@ -1,4 +1,4 @@
-// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-extra-bytes B] [--f32-nodes N1,N2...] [--load-only]
+// dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-weight-bytes B] [--f32-nodes N1,N2...] [--load-only]
 //
 // Measures the engine on one model in this (fresh) process and prints one JSON object:
 //   load      formats::load_onnx_model + planning the Grad-CAM-ready Executor for batch 1
@@ -9,7 +9,7 @@
 //             reordered beforehand, nothing fused), run back to back: median of the sum
 //   memory    peak RSS (before the floor primitives exist, and after), the weight bytes, and
 //             current/peak RSS after each stage (start, loaded, planned, ran)
-// --winograd-max-extra-bytes sets PlanOptions::winograd_max_extra_bytes (0: direct convolutions only);
+// --winograd-max-weight-bytes sets PlanOptions::winograd_max_weight_bytes (0: direct convolutions only);
 // --f32-nodes, PlanOptions::f32_nodes (the convolutions a bf16 plan keeps f32).
 // --load-only stops after the load (load_ms, load_cpu_ms, load_model_ms, plan_ms) and adds
 // fresh_memory_ms: allocating and writing as many fresh bytes as the weights take, the part of
@@ -48,7 +48,7 @@ struct BenchOptions {
   int warmup = 5;
   bool load_only = false;
   engine::Precision precision = engine::Precision::f32;
-  size_t winograd_max_extra_bytes = engine::kDefaultWinogradMaxExtraBytes;
+  size_t winograd_max_weight_bytes = engine::kDefaultWinogradMaxWeightBytes;
   std::vector<std::string> f32_nodes;
 };
 
@@ -274,7 +274,7 @@ int run(const BenchOptions& o) {
   plan.backward_from = {logits};
   plan.backward_to = {cam};
   plan.precision = o.precision;
-  plan.winograd_max_extra_bytes = o.winograd_max_extra_bytes;
+  plan.winograd_max_weight_bytes = o.winograd_max_weight_bytes;
   plan.f32_nodes = o.f32_nodes;
   auto plan_start = Clock::now();
   engine::Executor ex(m.graph, plan);
@@ -355,7 +355,7 @@ int parse_int(const std::string& flag, const std::string& v, int min) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-extra-bytes B] [--f32-nodes N1,N2...] [--load-only]\n";
+  const char* usage = "usage: dermal_bench_engine --model M --threads T --iters N [--warmup W] [--precision f32|bf16] [--winograd-max-weight-bytes B] [--f32-nodes N1,N2...] [--load-only]\n";
   try {
     BenchOptions o;
     for (int i = 1; i < argc; ++i) {
@@ -375,7 +375,7 @@ int main(int argc, char** argv) {
       else if (flag == "--iters") o.iters = parse_int(flag, v, 1);
       else if (flag == "--warmup") o.warmup = parse_int(flag, v, 0);
       else if (flag == "--precision") o.precision = engine::parse_precision(v);
-      else if (flag == "--winograd-max-extra-bytes") o.winograd_max_extra_bytes = parse_int(flag, v, 0);
+      else if (flag == "--winograd-max-weight-bytes") o.winograd_max_weight_bytes = parse_int(flag, v, 0);
       else if (flag == "--f32-nodes") {
         std::stringstream names(v);
         for (std::string name; std::getline(names, name, ',');) o.f32_nodes.push_back(name);

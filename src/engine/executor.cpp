@@ -416,7 +416,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
     }
     cfg.post_eltwise = f.eltwise;
     if (f.eltwise) ++stats.fused_activations;
-    if (layouts) cfg.winograd_max_extra_bytes = opts.winograd_max_extra_bytes;
+    if (layouts) cfg.winograd_max_weight_bytes = opts.winograd_max_weight_bytes;
     step.kernel = n->op->make_kernel(cfg);
     if (std::string algorithm = step.kernel->algorithm(); !algorithm.empty()) {
       step.label += " (" + algorithm + ")";

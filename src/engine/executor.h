@@ -37,10 +37,10 @@ const char* precision_name(Precision p);  // "f32", "bf16"
 // "f32" or "bf16"; anything else: Error(invalid_input) naming both.
 Precision parse_precision(const std::string& name);
 
-// Winograd where it adds at most 1 MiB per convolution (transformed weights, kept, and its
-// workspace, in the arena): the 16-64 channel layers of large feature maps, where it gains most
-// (1.5-2x on one thread).
-inline constexpr size_t kDefaultWinogradMaxExtraBytes = size_t{1} << 20;
+// Winograd where its transformed weights, kept beside the plain ones, take at most 1 MiB per
+// convolution: the 16-64 channel layers of large feature maps, where it gains most (1.5-2x on one
+// thread) and its weights are smallest.
+inline constexpr size_t kDefaultWinogradMaxWeightBytes = size_t{1} << 20;
 
 struct PlanOptions {
   std::map<std::string, Shape> input_shapes;  // every non-constant graph input; all dims concrete
@@ -56,9 +56,9 @@ struct PlanOptions {
   // answers most (tools/bf16_calibrate.py finds them). A name that is no node is an error.
   std::vector<std::string> f32_nodes;
   // Dense 3x3 stride-1 f32 convolutions run Winograd's algorithm (faster, the same results to
-  // rounding) where the memory it adds, its transformed weights held beside the plain ones and
-  // its workspace, is at most this many bytes each; 0: never. Needs compute f32 and fuse.
-  size_t winograd_max_extra_bytes = kDefaultWinogradMaxExtraBytes;
+  // rounding) where its transformed weights, held beside the plain ones, take at most this many
+  // bytes each; 0: never. (Its workspace is planned in the arena.) Needs compute f32 and fuse.
+  size_t winograd_max_weight_bytes = kDefaultWinogradMaxWeightBytes;
 };
 
 struct PlanStats {

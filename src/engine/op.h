@@ -61,9 +61,9 @@ struct KernelConfig {
   // A fused residual Add (set only if Op::accepts_post_add()): input kResidualInput, of the
   // output's shape and layout, is added to the result before post_eltwise.
   bool post_add = false;
-  // A dense 3x3 stride-1 f32 convolution may run Winograd's algorithm when that adds at most
-  // this many bytes (0: never); see PlanOptions.
-  size_t winograd_max_extra_bytes = 0;
+  // A dense 3x3 stride-1 f32 convolution may run Winograd's algorithm when its transformed
+  // weights take at most this many bytes (0: never); see PlanOptions.
+  size_t winograd_max_weight_bytes = 0;
 };
 
 // Where a fused residual Add's other operand arrives: after Conv's X, W and B.

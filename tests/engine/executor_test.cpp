@@ -461,11 +461,11 @@ std::shared_ptr<Graph> winograd_cnn(std::mt19937& rng) {
 TEST(Executor, WinogradConvolutionsMatchTheReferencePlan) {
   struct Plan {
     DType compute;
-    size_t winograd_max_extra_bytes;
+    size_t winograd_max_weight_bytes;
     int winograd;
   };
-  std::vector<Plan> plans = {Plan{DType::f64, engine::kDefaultWinogradMaxExtraBytes, 0}, Plan{DType::f32, 0, 0},
-                             Plan{DType::f32, 1000, 0}, Plan{DType::f32, engine::kDefaultWinogradMaxExtraBytes, 2}};
+  std::vector<Plan> plans = {Plan{DType::f64, engine::kDefaultWinogradMaxWeightBytes, 0}, Plan{DType::f32, 0, 0},
+                             Plan{DType::f32, 1000, 0}, Plan{DType::f32, engine::kDefaultWinogradMaxWeightBytes, 2}};
   // Direct plans first (the held W is then packed in place and Winograd's transform starts from
   // that packed copy), then Winograd first (the held W stays plain beside its transform).
   for (int64_t batch : {2, 1}) {
@@ -483,7 +483,7 @@ TEST(Executor, WinogradConvolutionsMatchTheReferencePlan) {
       opts.backward_from = {"logits"};
       opts.backward_to = {"x", "ra"};
       opts.compute = p.compute;
-      opts.winograd_max_extra_bytes = p.winograd_max_extra_bytes;
+      opts.winograd_max_weight_bytes = p.winograd_max_weight_bytes;
       Executor ex(g, opts);
       const std::string what = "batch " + std::to_string(batch) + ", plan " + std::to_string(i);
       EXPECT_EQ(ex.stats().winograd_convolutions.size(), static_cast<size_t>(p.winograd)) << what;

@@ -164,7 +164,7 @@ class ConvOp : public Op {
     p.x_dtype = cfg.inputs[0].dtype;
     p.y_dtype = cfg.outputs[0].dtype;
     p.residual_dtype = p.residual ? cfg.inputs[kResidualInput].dtype : DType::f32;
-    p.winograd_max_extra_bytes = cfg.winograd_max_extra_bytes;
+    p.winograd_max_weight_bytes = cfg.winograd_max_weight_bytes;
     if (cfg.compute == DType::f64) {
       // The reference reads plain values: the held W rebuilt, for this kernel only.
       const Tensor plain = p.held_w ? packed_->held_plain() : Tensor();

@@ -404,14 +404,15 @@ class DnnlConvKernel : public Kernel {
   // convolution with constant weights: 1.3-3x faster than direct on 16-512 channels here, at
   // the price of transformed weights 1.8x (2x3) or 4x (4x3) the plain ones, which are kept too
   // (backward and other plans need a format reorderable from them; Winograd's is not), and of a
-  // workspace (0.2-10 MB). So only where the two fit p.winograd_max_extra_bytes. oneDNN 2.6 runs it on
-  // nChw16c only and takes a residual only as a sum post-op: src, dst and the residual pass
-  // through blocked copies in scratch memory the executor plans. Results differ from direct by rounding
-  // (about 1e-6 of the output's scale).
+  // workspace (0.2-10 MB, more with more threads). So only where the transformed weights fit
+  // p.winograd_max_weight_bytes; the workspace, like the copies below, is planned in the arena.
+  // oneDNN 2.6 runs it on nChw16c only and takes a residual only as a sum post-op: src, dst and
+  // the residual pass through blocked copies. Results differ from direct by rounding (about 1e-6
+  // of the output's scale).
   bool try_winograd(const Geometry& g, const ConvParams& p) {
-    if (!p.winograd_max_extra_bytes || !constant_w() || (has_bias_ && !known_bias_.defined()) || g.group != 1 || g.kh != 3 || g.kw != 3 || g.sh != 1 ||
-        g.sw != 1 || g.dh != 1 || g.dw != 1 || g.spatial_rank != 2 || g.c % 16 || g.oc % 16 ||
-        p.x_dtype != DType::f32 || p.y_dtype != DType::f32 || p.residual_dtype != DType::f32)
+    if (!p.winograd_max_weight_bytes || !constant_w() || (has_bias_ && !known_bias_.defined()) || g.group != 1 ||
+        g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.spatial_rank != 2 || g.c % 16 ||
+        g.oc % 16 || p.x_dtype != DType::f32 || p.y_dtype != DType::f32 || p.residual_dtype != DType::f32)
       return false;
     using tag = dnnl::memory::format_tag;
     const auto f32 = dnnl::memory::data_type::f32;
@@ -437,8 +438,7 @@ class DnnlConvKernel : public Kernel {
       return false;  // no Winograd kernel for this shape or CPU
     }
     w.scratchpad_md = pd.scratchpad_desc();
-    const size_t extra = pd.weights_desc().get_size() + w.scratchpad_md.get_size();
-    if (extra > p.winograd_max_extra_bytes) return false;
+    if (pd.weights_desc().get_size() > p.winograd_max_weight_bytes) return false;
     fwd_ = dnnl::convolution_forward(pd);
     fwd_weights_ = packed_get(pd.weights_desc());
     w.to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, src_md_, eng, w.src_md));

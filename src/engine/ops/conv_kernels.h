@@ -42,7 +42,7 @@ struct ConvParams {
   // How X, Y and the residual are stored (oneDNN kernel): f32, or bf16 in bf16 plans. X in bf16
   // makes the convolution bf16 (W packed in bf16, sums in f32); backward stays f32.
   DType x_dtype = DType::f32, y_dtype = DType::f32, residual_dtype = DType::f32;
-  size_t winograd_max_extra_bytes = 0;  // KernelConfig's
+  size_t winograd_max_weight_bytes = 0;  // KernelConfig's
 };
 
 // Known weights reordered into the formats oneDNN asks for, shared by all kernels of one op
