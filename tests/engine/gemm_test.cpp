@@ -2,6 +2,10 @@
 // (oneDNN) path against the f64 loops, exact small products, shape errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
+#include "engine/executor.h"
 #include "engine/op_check.h"
 
 namespace dermal::test {
@@ -140,6 +144,58 @@ TEST(MatMul, Values) {
   // A's gradient sums over the two Bs it met: seed 1 -> B0 + B1 = [8, 10].
   auto g = run_op_backward(b, {Tensor::from_doubles({2, 1, 1}, {1, 1})}, DType::f32);
   EXPECT_EQ(g[0].to_doubles(), (std::vector<double>{8, 10}));
+}
+
+// A resize written as two MatMuls (rows, then columns) with antialiased linear weights: each
+// output reads a short run of inputs.
+Tensor interpolation(int64_t from, int64_t to, bool right) {
+  std::vector<double> w(from * to, 0.0);
+  const double scale = double(from) / to, support = std::max(1.0, scale);
+  for (int64_t o = 0; o < to; ++o) {
+    const double centre = (o + 0.5) * scale - 0.5;
+    double total = 0;
+    for (int64_t i = 0; i < from; ++i) total += std::max(0.0, 1.0 - std::abs(i - centre) / support);
+    for (int64_t i = 0; i < from; ++i) {
+      const double v = std::max(0.0, 1.0 - std::abs(i - centre) / support) / total;
+      (right ? w[i * to + o] : w[o * from + i]) = v;
+    }
+  }
+  return Tensor::from_doubles(right ? Shape{from, to} : Shape{to, from}, w).to_dtype(DType::f32);
+}
+
+// Constant operands that are bands (an interpolation matrix) are multiplied run by run, on
+// either side, with the dense product's values; a dense constant keeps the dense product.
+TEST(MatMul, BandedConstantsMatchTheDenseProduct) {
+  std::mt19937 rng(59);
+  for (bool dense : {false, true}) {
+    auto g = std::make_shared<engine::Graph>();
+    g->inputs.push_back({"x", DType::f32, {2, 3, 40, 32}});
+    g->constants["cols"] = dense ? random_tensor({32, 23}, rng).to_dtype(DType::f32) : interpolation(32, 23, true);
+    g->constants["rows"] = dense ? random_tensor({29, 40}, rng).to_dtype(DType::f32) : interpolation(40, 29, false);
+    g->add_node("MatMul", "resize_w", {"x", "cols"}, {"w"}, {}, 13);  // [2, 3, 40, 23]
+    g->add_node("MatMul", "resize_h", {"rows", "w"}, {"y"}, {}, 13);  // [2, 3, 29, 23]
+    g->outputs.push_back({"y", DType::f32, {}});
+    g->finalize();
+    const Tensor x = random_tensor({2, 3, 40, 32}, rng);
+    std::vector<Tensor> y;
+    for (DType compute : {DType::f64, DType::f32}) {
+      engine::PlanOptions opts;
+      opts.input_shapes["x"] = {2, 3, 40, 32};
+      opts.compute = compute;
+      engine::Executor ex(g, opts);
+      ex.set_input("x", x);
+      ex.forward();
+      y.push_back(ex.get("y"));
+      if (compute == DType::f32) {
+        const auto steps = ex.profile(1);
+        EXPECT_EQ(std::count_if(steps.begin(), steps.end(),
+                                [](const engine::StepTime& t) { return t.label.find(" (banded)") != std::string::npos; }),
+                  dense ? 0 : 2);
+      }
+    }
+    EXPECT_EQ(y[1].shape(), (Shape{2, 3, 29, 23}));
+    EXPECT_EQ(compare(y[1], y[0], 1e-5, 1e-5), "") << (dense ? "dense" : "banded");
+  }
 }
 
 TEST(MatMul, Errors) {
