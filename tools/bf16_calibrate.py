@@ -94,6 +94,8 @@ def main():
     print(json.dumps(fields, indent=2))
     if a.card_out:
         source = a.card or os.path.splitext(a.model)[0] + ".json"
+        if not os.path.exists(source):
+            sys.exit("no card at %s to add the fields to: add them to the model's card by hand" % source)
         full = json.load(open(source))
         full.update(fields)
         with open(a.card_out, "w") as f:
