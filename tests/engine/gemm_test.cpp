@@ -198,6 +198,31 @@ TEST(MatMul, BandedConstantsMatchTheDenseProduct) {
   }
 }
 
+// Empty operands beside a banded constant: K = 0 gives zeros, an empty other operand an empty
+// product (both once divided by zero: SIGFPE).
+TEST(MatMul, BandedConstantsTakeEmptyOperands) {
+  struct Case {
+    Shape x, c, y;
+    bool right;
+  };
+  for (const Case& k : {Case{{1, 3, 5, 0}, {0, 4}, {1, 3, 5, 4}, true}, Case{{2, 16, 0}, {16, 16}, {2, 16, 0}, false}}) {
+    auto g = std::make_shared<engine::Graph>();
+    g->inputs.push_back({"x", DType::f32, k.x});
+    g->constants["c"] = k.c[0] == 0 ? Tensor::zeros(DType::f32, k.c) : interpolation(16, 16, false);
+    g->add_node("MatMul", "mm", k.right ? std::vector<std::string>{"x", "c"} : std::vector<std::string>{"c", "x"}, {"y"}, {}, 13);
+    g->outputs.push_back({"y", DType::f32, {}});
+    g->finalize();
+    engine::PlanOptions opts;
+    opts.input_shapes["x"] = k.x;
+    engine::Executor ex(g, opts);
+    ex.set_input("x", Tensor::zeros(DType::f32, k.x));
+    ex.forward();
+    const Tensor y = ex.get("y");
+    EXPECT_EQ(y.shape(), k.y);
+    for (double v : y.to_doubles()) EXPECT_EQ(v, 0.0);
+  }
+}
+
 TEST(MatMul, Errors) {
   std::mt19937 rng(42);
   OpCase inner{"MatMul"};

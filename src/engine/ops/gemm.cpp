@@ -166,7 +166,7 @@ void check_float(const std::vector<TensorInfo>& in, const OpContext& ctx) {
 class BandedConstant {
  public:
   static std::optional<BandedConstant> of(const Tensor& c, bool right) {
-    if (c.rank() != 2 || c.dtype() != DType::f32) return std::nullopt;
+    if (c.rank() != 2 || c.dtype() != DType::f32 || c.numel() == 0) return std::nullopt;
     const int64_t rows = c.dim(0), cols = c.dim(1);
     const float* v = c.data<float>();
     BandedConstant b;
@@ -194,6 +194,7 @@ class BandedConstant {
 
   // x: the other operand, dense [batch..., M, K] (right) or [batch..., K, N] (left), f32.
   void run(const Tensor& x, const Tensor& y) const {
+    if (y.numel() == 0) return;
     const float* px = x.data<float>();
     float* py = y.data<float>();
     const int64_t outer = static_cast<int64_t>(start_.size());
