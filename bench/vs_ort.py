@@ -72,11 +72,11 @@ def check_setup(a):
 def measure(a):
     bench, node = check_setup(a)
     raw = []
+    f32_nodes = json.load(open(a.f32_nodes_from)).get("f32_nodes", []) if a.f32_nodes_from else []
+    dermal_args = ["--precision", a.precision] + (["--f32-nodes", ",".join(f32_nodes)] if f32_nodes else [])
     for model in a.models:
         for threads in a.threads:
             args = ["--model", model, "--threads", str(threads), "--iters", str(a.iters), "--warmup", str(a.warmup)]
-            f32_nodes = json.load(open(a.f32_nodes_from)).get("f32_nodes", []) if a.f32_nodes_from else []
-            dermal_args = ["--precision", a.precision] + (["--f32-nodes", ",".join(f32_nodes)] if f32_nodes else [])
             sides = [("dermal", [bench] + args + dermal_args, "dermal_bench_engine"),
                      ("ort", [node, os.path.join(HERE, "ort_engine.js")] + args, "ort_engine.js")]
             rounds = []

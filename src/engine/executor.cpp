@@ -547,8 +547,7 @@ void Executor::Impl::plan() {
   }
   stats.precision = bf16 ? Precision::bf16 : Precision::f32;
   for (const auto& name : opts.f32_nodes) {
-    if (std::none_of(graph->nodes.begin(), graph->nodes.end(), [&](const Node& n) { return n.name == name; }))
-      throw Error(ErrorKind::invalid_input, "f32_nodes: the model has no node named '" + name + "'");
+    if (!graph->node(name)) throw Error(ErrorKind::invalid_input, "f32_nodes: the model has no node named '" + name + "'");
     f32_nodes.insert(name);
   }
   add_inputs_and_constants();

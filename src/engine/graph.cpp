@@ -38,6 +38,12 @@ const Node* Graph::producer(const std::string& tensor) const {
   return nullptr;
 }
 
+const Node* Graph::node(const std::string& name) const {
+  for (const Node& n : nodes)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
 std::vector<const Node*> Graph::consumers(const std::string& tensor) const {
   std::vector<const Node*> out;
   for (const Node& n : nodes)

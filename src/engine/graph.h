@@ -58,6 +58,7 @@ class Graph {
   bool is_input(const std::string& tensor) const;
   bool is_output(const std::string& tensor) const;
   const Node* producer(const std::string& tensor) const;         // nullptr for inputs/constants
+  const Node* node(const std::string& name) const;              // the first so named; nullptr for none
   std::vector<const Node*> consumers(const std::string& tensor) const;
   // Number of parameters and bytes of the constants (held by ops or not).
   int64_t parameter_count() const;

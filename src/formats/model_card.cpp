@@ -235,8 +235,7 @@ void reconcile(ModelCard& card, const LoadedModel& model) {
   if (p.width <= 0 || p.height <= 0) bad_card(card.source, "the model's input size is dynamic: give input.width and input.height");
   if (card.name.empty()) card.name = std::filesystem::path(card.source).stem().string();
   for (const auto& name : card.f32_nodes)
-    if (std::none_of(g.nodes.begin(), g.nodes.end(), [&](const engine::Node& n) { return n.name == name; }))
-      bad_card(card.source, "f32_nodes names '" + name + "', which is no node of the model");
+    if (!g.node(name)) bad_card(card.source, "f32_nodes names '" + name + "', which is no node of the model");
 }
 
 }  // namespace

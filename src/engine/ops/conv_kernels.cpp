@@ -54,8 +54,6 @@ bool pack_in_place(const Tensor& w, const dnnl::memory::desc& plain, const dnnl:
   return true;
 }
 
-size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
-
 // Winograd's transformed weights: oneDNN reorders into that format, never out of it.
 bool one_way(const dnnl::memory::desc& md) { return md.data.format_kind == dnnl_format_kind_wino; }
 
@@ -365,7 +363,7 @@ class DnnlConvKernel : public Kernel {
   size_t extra_weight_bytes() const override { return winograd_.extra_weight_bytes; }
   std::string algorithm() const override { return winograd() ? "winograd" : ""; }
   size_t scratch_bytes() const override {
-    return winograd() ? winograd_.src_bytes + winograd_.dst_bytes + winograd_.scratchpad_md.get_size() : 0;
+    return winograd() ? winograd_.src_md.get_size() + winograd_.dst_md.get_size() + winograd_.scratchpad_md.get_size() : 0;
   }
   void use_scratch(void* memory) override { winograd_.scratch = static_cast<char*>(memory); }
 
@@ -445,14 +443,16 @@ class DnnlConvKernel : public Kernel {
     w.from_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w.dst_md, eng, dst_md_));
     if (residual_) w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, residual_md_, eng, w.dst_md));
     w.extra_weight_bytes = pd.weights_desc().get_size();
-    w.src_bytes = round_up(w.src_md.get_size()), w.dst_bytes = round_up(w.dst_md.get_size());
     return true;
   }
 
   void forward_winograd(const std::vector<Tensor>& in, const std::vector<Tensor>& out) {
     Winograd& w = winograd_;
     DERMAL_ASSERT(w.scratch);
-    dnnl::memory src = dnnl_util::memory(w.src_md, w.scratch), dst = dnnl_util::memory(w.dst_md, w.scratch + w.src_bytes);
+    // Scratch holds X, Y, then the workspace; nChw16c sizes are whole 64-byte lines, so each
+    // starts as aligned as the arena's buffer.
+    char* y = w.scratch + w.src_md.get_size();
+    dnnl::memory src = dnnl_util::memory(w.src_md, w.scratch), dst = dnnl_util::memory(w.dst_md, y);
     dnnl_util::execute(w.to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(src_md_, in[0].raw())}, {DNNL_ARG_TO, src}});
     if (residual_)
       dnnl_util::execute(w.residual_to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(residual_md_, in[kResidualInput].raw())}, {DNNL_ARG_TO, dst}});
@@ -460,7 +460,7 @@ class DnnlConvKernel : public Kernel {
         {DNNL_ARG_SRC, src},
         {DNNL_ARG_WEIGHTS, fwd_weights_},
         {DNNL_ARG_DST, dst},
-        {DNNL_ARG_SCRATCHPAD, dnnl_util::memory(w.scratchpad_md, w.scratch + w.src_bytes + w.dst_bytes)}};
+        {DNNL_ARG_SCRATCHPAD, dnnl_util::memory(w.scratchpad_md, y + w.dst_md.get_size())}};
     if (has_bias_) args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, known_bias_.raw());
     dnnl_util::execute(fwd_, args);
     dnnl_util::execute(w.from_blocked, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dnnl_util::memory(dst_md_, out[0].raw())}});
@@ -495,7 +495,6 @@ class DnnlConvKernel : public Kernel {
   struct Winograd {
     dnnl::memory::desc src_md, dst_md;  // nChw16c copies of X and Y
     dnnl::memory::desc scratchpad_md;   // oneDNN's workspace for the transforms
-    size_t src_bytes = 0, dst_bytes = 0;  // their sizes in scratch, rounded up to whole cache lines
     dnnl::reorder to_blocked, residual_to_blocked, from_blocked;
     size_t extra_weight_bytes = 0;  // the transformed weights; 0: direct convolution
     char* scratch = nullptr;  // X, Y, then the workspace: the executor's, during this step only
