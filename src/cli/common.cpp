@@ -104,7 +104,7 @@ std::string model_name(const ModelOptions& o) { return fs::path(model_path(o)).s
 
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
-  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature, o.precision};
+  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature, o.precision, std::nullopt};
   explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
                                     bundled_model_dirs(), o.fitting_check, o.fit_backbone};
   auto clf = explain::Classifier::load(model_path(o), o.card, overrides, check);

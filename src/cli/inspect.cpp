@@ -101,7 +101,8 @@ int run_inspect(const InspectOptions& o) {
                {"precision", engine::precision_name(st.precision)},
                {"bf16_convolutions", st.bf16_convolutions.size()},
                {"winograd_convolutions", st.winograd_convolutions.size()},
-               {"winograd_weight_bytes", st.winograd_weight_bytes}};
+               {"winograd_weight_bytes", st.winograd_weight_bytes},
+               {"blocked_tensors", st.blocked_tensors}};
   if (!st.precision_note.empty()) j["plan"]["precision_note"] = st.precision_note;
   if (o.profile_runs > 0) j["profile"] = profile(ex, plan, o.profile_runs);
   if (o.json) {
@@ -133,8 +134,9 @@ int run_inspect(const InspectOptions& o) {
   if (st.precision == engine::Precision::bf16) std::printf(" (%zu convolutions in bf16, sums in f32; the rest in f32)", st.bf16_convolutions.size());
   std::printf("%s\n", st.precision_note.empty() ? "" : ("; " + st.precision_note).c_str());
   if (!st.winograd_convolutions.empty())
-    std::printf("winograd                 %zu 3x3 convolutions; their transformed weights add %s\n", st.winograd_convolutions.size(),
-                mib(st.winograd_weight_bytes).c_str());
+    std::printf("winograd                 %zu 3x3 convolutions; their transformed weights add %s; %d tensors passed between them "
+                "blocked (nChw16c)\n",
+                st.winograd_convolutions.size(), mib(st.winograd_weight_bytes).c_str(), st.blocked_tensors);
   for (const auto& f : st.fallbacks) std::printf("slow path                %s\n", f.c_str());
   if (o.profile_runs > 0) {
     const nlohmann::json& p = j["profile"];

@@ -25,9 +25,9 @@ dnnl::memory::data_type data_type(DType dtype) {
 
 dnnl::memory::desc desc(const Shape& shape, Layout layout, DType dtype) {
   using tag = dnnl::memory::format_tag;
-  if (layout == Layout::nhwc) {
+  if (layout != Layout::plain) {
     DERMAL_ASSERT(shape.size() == 4);
-    return dnnl::memory::desc(dims(shape), data_type(dtype), tag::nhwc);
+    return dnnl::memory::desc(dims(shape), data_type(dtype), layout == Layout::nhwc ? tag::nhwc : tag::nChw16c);
   }
   // Row-major strides; a scalar becomes a one-element 1-D tensor.
   Shape s = shape.empty() ? Shape{1} : shape;

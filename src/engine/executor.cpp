@@ -139,7 +139,9 @@ struct Executor::Impl {
   std::set<std::string> f32_nodes;
   using Conversions = std::map<std::tuple<int, Layout, DType>, int>;
   int converted(int slot, Layout layout, DType dtype, Conversions& cache);
+  void pin();
   void pin_backward_region();
+  void carry_blocked_layouts();
   void allocate();
   std::vector<bool> region(const std::vector<int>& from, const std::vector<int>& to, std::vector<bool>* reaches_to) const;
   void check_inputs_set() const;
@@ -502,10 +504,47 @@ void Executor::Impl::pin_backward_region() {
   }
 }
 
-void Executor::Impl::allocate() {
+// What forward must leave readable: kept tensors, outputs, and everything backward reads.
+void Executor::Impl::pin() {
   for (const auto& name : opts.keep) slots[find(name, "keep")].pinned = true;
   for (const auto& out : graph->outputs) slots[find(out.name, "output")].pinned = true;
   pin_backward_region();
+}
+
+// Winograd convolutions run on nchw16c and convert their X, residual and Y to and from it. A
+// tensor one of them produces and only such kernels read stays blocked between them, both
+// conversions spared; not a pinned one, which get() and backward read in the usual layouts.
+void Executor::Impl::carry_blocked_layouts() {
+  std::vector<std::vector<std::pair<size_t, size_t>>> readers(slots.size());  // slot -> (step, input)
+  for (size_t s = 0; s < steps.size(); ++s)
+    for (size_t k = 0; k < steps[s].in.size(); ++k)
+      if (steps[s].in[k] >= 0) readers[steps[s].in[k]].emplace_back(s, k);
+  std::vector<BlockedIo> carried(steps.size());
+  for (size_t p = 0; p < steps.size(); ++p) {
+    if (!steps[p].kernel->runs_blocked()) continue;
+    const int y = steps[p].out[0];
+    if (slots[y].pinned || readers[y].empty()) continue;
+    const bool blocked_readers = std::all_of(readers[y].begin(), readers[y].end(), [&](const auto& r) {
+      return steps[r.first].kernel->runs_blocked() && (r.second == 0 || r.second == kResidualInput);
+    });
+    if (!blocked_readers) continue;
+    carried[p].output = true;
+    for (const auto& [s, k] : readers[y]) (k == 0 ? carried[s].input : carried[s].residual) = true;
+    slots[y].layout = Layout::nchw16c;
+    ++stats.blocked_tensors;
+  }
+  for (size_t s = 0; s < steps.size(); ++s) {
+    BlockedIo& c = carried[s];
+    if (!c.input && !c.residual && !c.output) continue;
+    const int r = c.residual ? steps[s].in[kResidualInput] : -1;  // blocked, so never pinned
+    c.residual_expires = r >= 0 && slots[r].last_reader == static_cast<int>(s) && r != steps[s].in[0];
+    steps[s].kernel->carry_blocked(c);
+    const size_t bytes = steps[s].kernel->scratch_bytes();  // smaller now: fewer copies
+    slots[steps[s].scratch].info.shape = {static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))};
+  }
+}
+
+void Executor::Impl::allocate() {
   std::vector<BufferRequest> requests;
   std::vector<int> ids;
   for (size_t id = 0; id < slots.size(); ++id) {
@@ -555,6 +594,8 @@ void Executor::Impl::plan() {
   fold_or_schedule(runtime);
   build_steps(runtime, choose_fusions(runtime));
   for (const auto& out : graph->outputs) find(out.name, "graph output");
+  pin();
+  carry_blocked_layouts();
   allocate();
 #ifdef __GLIBC__
   // Planning frees what it built with (packing copies, oneDNN's temporaries) into holes of the

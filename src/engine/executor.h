@@ -75,6 +75,7 @@ struct PlanStats {
   std::vector<std::string> bf16_convolutions;  // the nodes that run in bf16
   std::vector<std::string> winograd_convolutions;  // the nodes that run Winograd's algorithm
   size_t winograd_weight_bytes = 0;  // their transformed weights, held beside the packed ones
+  int blocked_tensors = 0;  // carried in nchw16c from one Winograd convolution to others, unconverted
   std::vector<std::string> fallbacks;  // "node: why" for each kernel on plain loops instead of oneDNN
 };
 

@@ -69,6 +69,15 @@ struct KernelConfig {
 // Where a fused residual Add's other operand arrives: after Conv's X, W and B.
 inline constexpr size_t kResidualInput = 3;
 
+// Which of a kernel's tensors the executor carries in Layout::nchw16c (Kernel::carry_blocked).
+struct BlockedIo {
+  bool input = false;     // input 0
+  bool residual = false;  // input kResidualInput
+  bool output = false;    // output 0
+  // Nothing reads the residual after this kernel (nor is it input 0): its buffer may be overwritten.
+  bool residual_expires = false;
+};
+
 class Kernel {
  public:
   virtual ~Kernel() = default;
@@ -90,6 +99,12 @@ class Kernel {
   // arena, alive during this kernel's step only, and hands it over once with use_scratch.
   virtual size_t scratch_bytes() const { return 0; }
   virtual void use_scratch(void* /*memory*/) {}
+  // Kernels that run on Layout::nchw16c inside (Winograd convolutions) and convert their data
+  // input, residual and output to and from it. Where a tensor's producer and all its readers are
+  // such kernels, the executor carries it blocked instead, sparing a conversion on each side:
+  // carry_blocked says so, once, before scratch_bytes is asked. Backward never sees a blocked tensor.
+  virtual bool runs_blocked() const { return false; }
+  virtual void carry_blocked(const BlockedIo& /*io*/) {}
 };
 
 class Op {

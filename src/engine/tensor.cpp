@@ -80,8 +80,10 @@ void check_dtype(const Tensor& t, DType expected) {
 Tensor Tensor::uninitialized(DType dtype, Shape shape, Layout layout) {
   for (int64_t d : shape)
     if (d < 0) throw Error(ErrorKind::invalid_input, "negative dimension in shape " + shape_str(shape));
-  if (layout == Layout::nhwc && shape.size() != 4)
-    throw Error(ErrorKind::internal, "nhwc layout needs a rank-4 shape, got " + shape_str(shape));
+  if (layout != Layout::plain && shape.size() != 4)
+    throw Error(ErrorKind::internal, "a channel layout needs a rank-4 shape, got " + shape_str(shape));
+  if (layout == Layout::nchw16c && shape[1] % 16)
+    throw Error(ErrorKind::internal, "nchw16c needs channels in sixteens, got " + shape_str(shape));
   Tensor t;
   t.defined_ = true;
   t.dtype_ = dtype;
@@ -149,6 +151,7 @@ int64_t Tensor::dim(int i) const {
 }
 
 std::vector<int64_t> Tensor::strides() const {
+  if (layout_ == Layout::nchw16c) throw Error(ErrorKind::internal, "nchw16c has no per-dimension strides");
   std::vector<int64_t> st(shape_.size(), 1);
   if (layout_ == Layout::nhwc) {
     // physical order N,H,W,C
@@ -188,7 +191,24 @@ To convert_element(From v) {
   else return bf16_to_float(v);
 }
 
-// Copies between layouts of the same logical tensor (plain <-> nhwc), converting S to D.
+// Where element (n, c, h, w) of a rank-4 tensor lies in its buffer.
+class Offsets4 {
+ public:
+  explicit Offsets4(const Tensor& t) : blocked_(t.layout() == Layout::nchw16c), shape_(t.shape()) {
+    if (!blocked_) strides_ = t.strides();
+  }
+  int64_t operator()(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    if (blocked_) return (((n * (shape_[1] / 16) + c / 16) * shape_[2] + h) * shape_[3] + w) * 16 + c % 16;
+    return n * strides_[0] + c * strides_[1] + h * strides_[2] + w * strides_[3];
+  }
+
+ private:
+  bool blocked_;
+  Shape shape_;
+  std::vector<int64_t> strides_;
+};
+
+// Copies between layouts of the same logical tensor (plain, nhwc, nchw16c), converting S to D.
 template <class D, class S = D>
 void copy_strided(const Tensor& src, const Tensor& dst) {
   const S* s = static_cast<const S*>(src.raw());
@@ -202,12 +222,11 @@ void copy_strided(const Tensor& src, const Tensor& dst) {
     return;
   }
   const Shape& sh = src.shape();
-  auto ss = src.strides(), ds = dst.strides();
+  const Offsets4 from(src), to(dst);
   for (int64_t n = 0; n < sh[0]; ++n)
     for (int64_t c = 0; c < sh[1]; ++c)
       for (int64_t h = 0; h < sh[2]; ++h)
-        for (int64_t w = 0; w < sh[3]; ++w)
-          d[n * ds[0] + c * ds[1] + h * ds[2] + w * ds[3]] = convert_element<D>(s[n * ss[0] + c * ss[1] + h * ss[2] + w * ss[3]]);
+        for (int64_t w = 0; w < sh[3]; ++w) d[to(n, c, h, w)] = convert_element<D>(s[from(n, c, h, w)]);
 }
 
 }  // namespace

@@ -35,8 +35,10 @@ int64_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);
 
 // plain: row-major in logical order. nhwc: a rank-4 tensor whose logical dims are N,C,H,W,
-// stored as N,H,W,C (what oneDNN's convolutions run fastest on).
-enum class Layout : uint8_t { plain, nhwc };
+// stored as N,H,W,C (what oneDNN's convolutions run fastest on). nchw16c: oneDNN's blocked
+// nChw16c (C a multiple of 16), N, C/16, H, W, then 16 channels: what its Winograd convolutions
+// run on, carried between them inside a plan (it has no per-dimension strides).
+enum class Layout : uint8_t { plain, nhwc, nchw16c };
 
 class Tensor {
  public:
@@ -66,7 +68,7 @@ class Tensor {
   bool sole_owner() const { return owner_ && owner_.use_count() == 1; }
   template <class T> T* data() const;  // checks that T matches the dtype
 
-  // Element strides of the buffer, indexed by logical dimension.
+  // Element strides of the buffer, indexed by logical dimension (plain and nhwc only).
   std::vector<int64_t> strides() const;
 
   Tensor clone() const;                   // owning deep copy, same layout

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <utility>
 
 #include "engine/dnnl_util.h"
 #include "engine/ops/op_util.h"
@@ -363,9 +364,21 @@ class DnnlConvKernel : public Kernel {
   size_t extra_weight_bytes() const override { return winograd_.extra_weight_bytes; }
   std::string algorithm() const override { return winograd() ? "winograd" : ""; }
   size_t scratch_bytes() const override {
-    return winograd() ? winograd_.src_md.get_size() + winograd_.dst_md.get_size() + winograd_.scratchpad_md.get_size() : 0;
+    const Winograd& w = winograd_;
+    if (!winograd()) return 0;
+    return (w.io.input ? 0 : w.src_md.get_size()) + (w.dst_in_scratch() ? w.dst_md.get_size() : 0) + w.scratchpad_md.get_size();
   }
   void use_scratch(void* memory) override { winograd_.scratch = static_cast<char*>(memory); }
+  bool runs_blocked() const override { return winograd(); }
+  void carry_blocked(const BlockedIo& io) override {
+    Winograd& w = winograd_;
+    DERMAL_ASSERT(winograd() && (!io.residual || residual_));
+    w.io = io;
+    if (io.residual) {  // copied into dst as it is, unless dst is the residual's own buffer
+      w.residual_md = w.dst_md;
+      w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_util::cpu_engine(), w.dst_md, dnnl_util::cpu_engine(), w.dst_md));
+    }
+  }
 
   void forward(const std::vector<Tensor>& in, const std::vector<Tensor>& out) override {
     if (winograd()) return forward_winograd(in, out);
@@ -405,7 +418,8 @@ class DnnlConvKernel : public Kernel {
   // workspace (0.2-10 MB, more with more threads). So only where the transformed weights fit
   // p.winograd_max_weight_bytes; the workspace, like the copies below, is planned in the arena.
   // oneDNN 2.6 runs it on nChw16c only and takes a residual only as a sum post-op: src, dst and
-  // the residual pass through blocked copies. Results differ from direct by rounding (about 1e-6
+  // the residual pass through blocked copies, except where the executor carries them blocked
+  // (carry_blocked). Results differ from direct by rounding (about 1e-6
   // of the output's scale).
   bool try_winograd(const Geometry& g, const ConvParams& p) {
     if (!p.winograd_max_weight_bytes || !constant_w() || (has_bias_ && !known_bias_.defined()) || g.group != 1 ||
@@ -441,7 +455,10 @@ class DnnlConvKernel : public Kernel {
     fwd_weights_ = packed_get(pd.weights_desc());
     w.to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, src_md_, eng, w.src_md));
     w.from_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w.dst_md, eng, dst_md_));
-    if (residual_) w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, residual_md_, eng, w.dst_md));
+    if (residual_) {
+      w.residual_md = residual_md_;
+      w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, residual_md_, eng, w.dst_md));
+    }
     w.extra_weight_bytes = pd.weights_desc().get_size();
     return true;
   }
@@ -449,21 +466,27 @@ class DnnlConvKernel : public Kernel {
   void forward_winograd(const std::vector<Tensor>& in, const std::vector<Tensor>& out) {
     Winograd& w = winograd_;
     DERMAL_ASSERT(w.scratch);
-    // Scratch holds X, Y, then the workspace; nChw16c sizes are whole 64-byte lines, so each
-    // starts as aligned as the arena's buffer.
-    char* y = w.scratch + w.src_md.get_size();
-    dnnl::memory src = dnnl_util::memory(w.src_md, w.scratch), dst = dnnl_util::memory(w.dst_md, y);
-    dnnl_util::execute(w.to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(src_md_, in[0].raw())}, {DNNL_ARG_TO, src}});
-    if (residual_)
-      dnnl_util::execute(w.residual_to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(residual_md_, in[kResidualInput].raw())}, {DNNL_ARG_TO, dst}});
+    // Scratch holds the blocked copies of X and Y that the executor does not carry, then the
+    // workspace; nChw16c sizes are whole 64-byte lines, so each starts as aligned as the arena.
+    char* next = w.scratch;
+    auto take = [&next](size_t bytes) { return std::exchange(next, next + bytes); };
+    dnnl::memory src = dnnl_util::memory(w.src_md, w.io.input ? in[0].raw() : take(w.src_md.get_size()));
+    if (!w.io.input)
+      dnnl_util::execute(w.to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(src_md_, in[0].raw())}, {DNNL_ARG_TO, src}});
+    // The sum post-op adds to what dst holds: the residual, in its own buffer where it expires here.
+    void* y = w.io.output ? out[0].raw() : w.dst_in_scratch() ? take(w.dst_md.get_size()) : in[kResidualInput].raw();
+    dnnl::memory dst = dnnl_util::memory(w.dst_md, y);
+    if (residual_ && y != in[kResidualInput].raw())
+      dnnl_util::execute(w.residual_to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(w.residual_md, in[kResidualInput].raw())}, {DNNL_ARG_TO, dst}});
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, src},
         {DNNL_ARG_WEIGHTS, fwd_weights_},
         {DNNL_ARG_DST, dst},
-        {DNNL_ARG_SCRATCHPAD, dnnl_util::memory(w.scratchpad_md, y + w.dst_md.get_size())}};
+        {DNNL_ARG_SCRATCHPAD, dnnl_util::memory(w.scratchpad_md, take(w.scratchpad_md.get_size()))}};
     if (has_bias_) args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, known_bias_.raw());
     dnnl_util::execute(fwd_, args);
-    dnnl_util::execute(w.from_blocked, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dnnl_util::memory(dst_md_, out[0].raw())}});
+    if (!w.io.output)
+      dnnl_util::execute(w.from_blocked, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dnnl_util::memory(dst_md_, out[0].raw())}});
   }
 
   dnnl::convolution_forward::desc forward_desc(dnnl::prop_kind kind, const dnnl::memory::desc& src, const dnnl::memory::desc& w,
@@ -493,11 +516,14 @@ class DnnlConvKernel : public Kernel {
   }
 
   struct Winograd {
-    dnnl::memory::desc src_md, dst_md;  // nChw16c copies of X and Y
+    dnnl::memory::desc src_md, dst_md;  // nChw16c X and Y
     dnnl::memory::desc scratchpad_md;   // oneDNN's workspace for the transforms
+    dnnl::memory::desc residual_md;     // the residual as it arrives
     dnnl::reorder to_blocked, residual_to_blocked, from_blocked;
+    BlockedIo io;  // what the executor carries blocked (carry_blocked)
+    bool dst_in_scratch() const { return !io.output && !(io.residual && io.residual_expires); }
     size_t extra_weight_bytes = 0;  // the transformed weights; 0: direct convolution
-    char* scratch = nullptr;  // X, Y, then the workspace: the executor's, during this step only
+    char* scratch = nullptr;  // X's and Y's copies, then the workspace: the executor's, during this step only
   };
 
   bool held_w_, has_bias_, residual_;
