@@ -58,6 +58,11 @@ TEST(Cli, InspectProfilesTheKernels) {
   ASSERT_EQ(r.status, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["plan"]["fused_adds"], 8);  // every residual Add rides on the convolution before it
+  // layer1's four 64-channel 3x3 convolutions run Winograd (oneDNN has it for AVX-512 only) and
+  // pass the three tensors between them blocked.
+  const bool winograd = j["plan"]["winograd_convolutions"] == 4;
+  if (!winograd) EXPECT_EQ(j["plan"]["winograd_convolutions"], 0);
+  EXPECT_EQ(j["plan"]["blocked_tensors"], winograd ? 3 : 0);
   const auto& steps = j["profile"]["steps"];
   ASSERT_EQ(steps.size(), j["plan"]["kernels"].get<size_t>());
   double sum = 0;
