@@ -419,8 +419,7 @@ class DnnlConvKernel : public Kernel {
   // p.winograd_max_weight_bytes; the workspace, like the copies below, is planned in the arena.
   // oneDNN 2.6 runs it on nChw16c only and takes a residual only as a sum post-op: src, dst and
   // the residual pass through blocked copies, except where the executor carries them blocked
-  // (carry_blocked). Results differ from direct by rounding (about 1e-6
-  // of the output's scale).
+  // (carry_blocked). Results differ from direct by rounding (about 1e-6 of the output's scale).
   bool try_winograd(const Geometry& g, const ConvParams& p) {
     if (!p.winograd_max_weight_bytes || !constant_w() || (has_bias_ && !known_bias_.defined()) || g.group != 1 ||
         g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.spatial_rank != 2 || g.c % 16 ||
