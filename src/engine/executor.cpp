@@ -52,6 +52,11 @@ struct Step {
 // What a stored tensor is read as (get, tensor_infos) and differentiated in: f32 for bf16.
 DType widened(DType stored) { return stored == DType::bf16 ? DType::f32 : stored; }
 
+// A kernel's temporaries (Kernel::scratch_bytes) as the f32 slot that holds them.
+TensorInfo scratch_info(size_t bytes) {
+  return {DType::f32, {static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}};
+}
+
 // Copies a tensor into another layout and/or between f32 and bf16; its gradient (f32 on both
 // sides) is the same copy backwards. f32 and bf16 go through oneDNN's reorder (which rounds to
 // nearest even, and runs on oneDNN's threads: MobileNetV2's 192 px image to channels-last took
@@ -429,7 +434,7 @@ void Executor::Impl::build_steps(const std::vector<const Node*>& runtime, const 
       // Planned like any tensor, alive during this step only.
       Slot scratch;
       scratch.name = step.label + "#scratch";
-      scratch.info = {DType::f32, {static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}};
+      scratch.info = scratch_info(bytes);
       scratch.internal = true;
       scratch.producer = scratch.last_reader = static_cast<int>(steps.size());
       step.scratch = add_slot(std::move(scratch));
@@ -539,8 +544,7 @@ void Executor::Impl::carry_blocked_layouts() {
     const int r = c.residual ? steps[s].in[kResidualInput] : -1;  // blocked, so never pinned
     c.residual_expires = r >= 0 && slots[r].last_reader == static_cast<int>(s) && r != steps[s].in[0];
     steps[s].kernel->carry_blocked(c);
-    const size_t bytes = steps[s].kernel->scratch_bytes();  // smaller now: fewer copies
-    slots[steps[s].scratch].info.shape = {static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float))};
+    slots[steps[s].scratch].info = scratch_info(steps[s].kernel->scratch_bytes());  // smaller now: fewer copies
   }
 }
 

@@ -375,7 +375,6 @@ class DnnlConvKernel : public Kernel {
     DERMAL_ASSERT(winograd() && (!io.residual || residual_));
     w.io = io;
     if (io.residual) {  // copied into dst as it is, unless dst is the residual's own buffer
-      w.residual_md = w.dst_md;
       w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(dnnl_util::cpu_engine(), w.dst_md, dnnl_util::cpu_engine(), w.dst_md));
     }
   }
@@ -454,10 +453,7 @@ class DnnlConvKernel : public Kernel {
     fwd_weights_ = packed_get(pd.weights_desc());
     w.to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, src_md_, eng, w.src_md));
     w.from_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, w.dst_md, eng, dst_md_));
-    if (residual_) {
-      w.residual_md = residual_md_;
-      w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, residual_md_, eng, w.dst_md));
-    }
+    if (residual_) w.residual_to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(eng, residual_md_, eng, w.dst_md));
     w.extra_weight_bytes = pd.weights_desc().get_size();
     return true;
   }
@@ -476,7 +472,8 @@ class DnnlConvKernel : public Kernel {
     void* y = w.io.output ? out[0].raw() : w.dst_in_scratch() ? take(w.dst_md.get_size()) : in[kResidualInput].raw();
     dnnl::memory dst = dnnl_util::memory(w.dst_md, y);
     if (residual_ && y != in[kResidualInput].raw())
-      dnnl_util::execute(w.residual_to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(w.residual_md, in[kResidualInput].raw())}, {DNNL_ARG_TO, dst}});
+      dnnl_util::execute(w.residual_to_blocked, {{DNNL_ARG_FROM, dnnl_util::memory(w.io.residual ? w.dst_md : residual_md_, in[kResidualInput].raw())},
+                                                 {DNNL_ARG_TO, dst}});
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, src},
         {DNNL_ARG_WEIGHTS, fwd_weights_},
@@ -517,7 +514,6 @@ class DnnlConvKernel : public Kernel {
   struct Winograd {
     dnnl::memory::desc src_md, dst_md;  // nChw16c X and Y
     dnnl::memory::desc scratchpad_md;   // oneDNN's workspace for the transforms
-    dnnl::memory::desc residual_md;     // the residual as it arrives
     dnnl::reorder to_blocked, residual_to_blocked, from_blocked;
     BlockedIo io;  // what the executor carries blocked (carry_blocked)
     bool dst_in_scratch() const { return !io.output && !(io.residual && io.residual_expires); }
