@@ -7,13 +7,16 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "formats/keras/keras_layer.h"
 #include "formats/keras/keras_weights.h"
@@ -205,6 +208,27 @@ TEST(KerasTrialRead, ChildRefusalsCrashesAndHangsBecomeErrors) {
   expect_error([] { fk::trial_read_in_child([] { ::pause(); }, "'m.h5'", 0.3); }, {ErrorKind::invalid_model},
                {"did not finish reading within"});
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // Burning CPU past the deadline is a loop; using none is a stall, retried, then refused.
+  expect_error([] { fk::trial_read_in_child([] { for (std::atomic<unsigned> spin{0};;) spin.fetch_add(1, std::memory_order_relaxed); }, "'m.h5'", 3); },
+               {ErrorKind::invalid_model}, {"did not finish reading within 3 s"});
+  expect_error([] { fk::trial_read_in_child([] { ::pause(); }, "'m.h5'", 60); }, {ErrorKind::invalid_model},
+               {"'m.h5'", "stopped making progress", "3 tries"});
+}
+
+// The fork copies a lock another thread holds at that instant, and the child that needs it waits
+// forever (GCC 12's AddressSanitizer allocator did this to a server loading a model while its
+// HTTP threads started): the trial read sees the child use no CPU and forks a new one.
+TEST(KerasTrialRead, AChildBlockedOnALockHeldAtTheForkIsForkedAgain) {
+  std::mutex lock;
+  std::atomic<bool> held{false};
+  std::thread holder([&] {
+    std::lock_guard<std::mutex> hold(lock);
+    held = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  });
+  while (!held) std::this_thread::yield();
+  EXPECT_NO_THROW(fk::trial_read_in_child([&] { std::lock_guard<std::mutex> take(lock); }, "'m.h5'", 30));
+  holder.join();
 }
 
 struct ActivationCase {

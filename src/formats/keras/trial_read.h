@@ -6,6 +6,8 @@
 // a forked child under a deadline: if the child crashes, is killed or runs past the deadline, the
 // caller gets a clear dermal::Error and the process is untouched; if the child refuses the file,
 // its Error comes back as it was; only a file the child read completely is then read here.
+// A child that uses no CPU for 2 s is not looping but blocked on a lock the fork copied from
+// another thread: it is killed and forked again (3 tries).
 // The price is reading a Keras file twice (tens of milliseconds for the test models).
 //
 //   trial_read_in_child([&] { load(path); }, "'model.h5'", deadline_for(path));
