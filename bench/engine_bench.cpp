@@ -6,7 +6,8 @@
 //   fwd+bwd   forward, then backward from the top-class logit to the GlobalAveragePool input
 //             (the last conv block's output: what Grad-CAM differentiates)
 //   floor     every Conv of the model as a bare oneDNN primitive (formats `any`, weights
-//             reordered beforehand, nothing fused), run back to back: median of the sum
+//             reordered beforehand, nothing fused), run back to back: median of the sum; and
+//             forward_over_floor, the median ratio of a forward and a floor pass run side by side
 //   memory    peak RSS (before the floor primitives exist, and after), the weight bytes, and
 //             current/peak RSS after each stage (start, loaded, planned, ran)
 // --winograd-max-weight-bytes sets PlanOptions::winograd_max_weight_bytes (0: direct convolutions only);
@@ -187,62 +188,99 @@ FloorConv make_floor_conv(const engine::Node& node, const engine::Graph& g, cons
   return c;
 }
 
-nlohmann::json conv_floor(const BenchOptions& o, const engine::Graph& g, const engine::Executor& ex) {
-  std::vector<FloorConv> convs;
-  const auto& winograd = ex.stats().winograd_convolutions;
-  for (const auto& n : g.nodes)
-    if (n.type == "Conv")
-      convs.push_back(make_floor_conv(n, g, ex, std::find(winograd.begin(), winograd.end(), n.name) != winograd.end()));
-  // Two buffers used in turn: each conv reads what the one before it wrote, still in cache, as in
-  // the engine's arena. (A buffer per conv would stream every tensor from DRAM, which no real run
-  // does, and make the floor slower than the engine on small, memory-bound convs.) The source is
-  // refilled with sane values before each conv, untimed: a chain of convs without their
-  // activations overflows to inf/NaN.
-  size_t largest = sizeof(float);
-  for (const auto& c : convs) largest = std::max({largest, c.src_md.get_size(), c.dst_md.get_size()});
-  std::vector<float> ping(largest / sizeof(float), 0.5f), pong(ping.size(), 0.5f);
-  for (size_t k = 0; k < convs.size(); ++k) {
-    float* src = k % 2 ? pong.data() : ping.data();
-    float* dst = k % 2 ? ping.data() : pong.data();
-    convs[k].args[DNNL_ARG_SRC] = dnnl::memory(convs[k].src_md, engine::dnnl_util::cpu_engine(), src);
-    convs[k].args[DNNL_ARG_DST] = dnnl::memory(convs[k].dst_md, engine::dnnl_util::cpu_engine(), dst);
+// Every Conv of the plan as a bare primitive, chained through two buffers; pass() runs them all once.
+class ConvFloor {
+ public:
+  ConvFloor(const engine::Graph& g, const engine::Executor& ex) {
+    const auto& winograd = ex.stats().winograd_convolutions;
+    for (const auto& n : g.nodes)
+      if (n.type == "Conv")
+        convs_.push_back(make_floor_conv(n, g, ex, std::find(winograd.begin(), winograd.end(), n.name) != winograd.end()));
+    // Two buffers used in turn: each conv reads what the one before it wrote, still in cache, as in
+    // the engine's arena. (A buffer per conv would stream every tensor from DRAM, which no real run
+    // does, and make the floor slower than the engine on small, memory-bound convs.) The source is
+    // refilled with sane values before each conv, untimed: a chain of convs without their
+    // activations overflows to inf/NaN.
+    size_t largest = sizeof(float);
+    for (const auto& c : convs_) largest = std::max({largest, c.src_md.get_size(), c.dst_md.get_size()});
+    ping_.assign(largest / sizeof(float), 0.5f);
+    pong_.assign(ping_.size(), 0.5f);
+    for (size_t k = 0; k < convs_.size(); ++k) {
+      float* src = k % 2 ? pong_.data() : ping_.data();
+      float* dst = k % 2 ? ping_.data() : pong_.data();
+      convs_[k].args[DNNL_ARG_SRC] = dnnl::memory(convs_[k].src_md, engine::dnnl_util::cpu_engine(), src);
+      convs_[k].args[DNNL_ARG_DST] = dnnl::memory(convs_[k].dst_md, engine::dnnl_util::cpu_engine(), dst);
+    }
+    each_.resize(convs_.size());
   }
-  std::vector<std::vector<double>> each(convs.size());
-  auto& stream = engine::dnnl_util::cpu_stream();
-  Timings totals;
-  auto pass = [&](bool record) {
+
+  // One pass over every conv: its wall and CPU milliseconds (the timed primitives only).
+  std::pair<double, double> pass(bool record) {
+    auto& stream = engine::dnnl_util::cpu_stream();
     double wall = 0, cpu = 0;
-    for (size_t k = 0; k < convs.size(); ++k) {
-      float* src = static_cast<float*>(convs[k].args[DNNL_ARG_SRC].get_data_handle());
-      std::fill(src, src + convs[k].src_md.get_size() / sizeof(float), 0.5f);
+    for (size_t k = 0; k < convs_.size(); ++k) {
+      float* src = static_cast<float*>(convs_[k].args[DNNL_ARG_SRC].get_data_handle());
+      std::fill(src, src + convs_[k].src_md.get_size() / sizeof(float), 0.5f);
       const double cpu_start = process_cpu_ms();
       auto start = Clock::now();
-      convs[k].prim.execute(stream, convs[k].args);
+      convs_[k].prim.execute(stream, convs_[k].args);
       stream.wait();
       const double ms = ms_since(start);
       cpu += process_cpu_ms() - cpu_start;
       wall += ms;
-      if (record) each[k].push_back(ms);
+      if (record) each_[k].push_back(ms);
     }
-    if (record) {
-      totals.wall_ms.push_back(wall);
-      totals.cpu_ms.push_back(cpu);
-    }
-  };
-  for (int i = 0; i < o.warmup; ++i) pass(false);
-  for (int i = 0; i < o.iters; ++i) pass(true);
+    return {wall, cpu};
+  }
+
+  void describe(nlohmann::json& j) const {
+    // Garbage in the chained buffers (inf, NaN) would make the timing meaningless: say if there is.
+    auto finite = [](const std::vector<float>& v) { return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }); };
+    j["conv_floor_values_finite"] = finite(ping_) && finite(pong_);
+    j["conv_count"] = convs_.size();
+    for (size_t k = 0; k < convs_.size(); ++k)
+      j["conv_floor_per_conv"].push_back({{"name", convs_[k].name},
+                                          {"x", convs_[k].x},
+                                          {"w", convs_[k].w},
+                                          {"y", convs_[k].y},
+                                          {"ms", each_[k].empty() ? 0.0 : median(each_[k])}});
+  }
+
+ private:
+  std::vector<FloorConv> convs_;
+  std::vector<float> ping_, pong_;
+  std::vector<std::vector<double>> each_;
+};
+
+// The floor on its own, then forward / floor as pairs: each iteration runs one forward and one
+// floor pass back to back (in alternating order), so that a drift of the machine (another tenant,
+// the clock) hits both sides of each ratio; forward_over_floor is the median of those ratios.
+nlohmann::json conv_floor(const BenchOptions& o, const std::function<void()>& forward, ConvFloor& floor) {
+  for (int i = 0; i < o.warmup; ++i) floor.pass(false);
+  Timings totals;
+  for (int i = 0; i < o.iters; ++i) {
+    const auto [wall, cpu] = floor.pass(true);
+    totals.wall_ms.push_back(wall);
+    totals.cpu_ms.push_back(cpu);
+  }
   nlohmann::json j;
   put_timings(j, "conv_floor", totals);
-  // Garbage in the chained buffers (inf, NaN) would make the timing meaningless: say if there is.
-  auto finite = [](const std::vector<float>& v) { return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }); };
-  j["conv_floor_values_finite"] = finite(ping) && finite(pong);
-  j["conv_count"] = convs.size();
-  for (size_t k = 0; k < convs.size(); ++k)
-    j["conv_floor_per_conv"].push_back({{"name", convs[k].name},
-                                        {"x", convs[k].x},
-                                        {"w", convs[k].w},
-                                        {"y", convs[k].y},
-                                        {"ms", each[k].empty() ? 0.0 : median(each[k])}});
+  std::vector<double> ratios;
+  for (int i = 0; i < o.iters; ++i) {
+    double forward_ms = 0, floor_ms = 0;
+    auto time_forward = [&] {
+      const auto start = Clock::now();
+      forward();
+      forward_ms = ms_since(start);
+    };
+    if (i % 2) time_forward();
+    floor_ms = floor.pass(false).first;
+    if (i % 2 == 0) time_forward();
+    ratios.push_back(forward_ms / floor_ms);
+  }
+  j["forward_over_floor"] = median(ratios);
+  j["forward_over_floor_range"] = {*std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end())};
+  floor.describe(j);
   return j;
 }
 
@@ -335,7 +373,8 @@ int run(const BenchOptions& o) {
   j["winograd_convolutions"] = ex.stats().winograd_convolutions.size();
   j["winograd_weight_bytes"] = ex.stats().winograd_weight_bytes;
 
-  j.update(conv_floor(o, g, ex));
+  ConvFloor floor(g, ex);
+  j.update(conv_floor(o, [&] { ex.forward(); }, floor));
   j["peak_rss_after_floor_bytes"] = peak_rss_bytes();
   std::printf("%s\n", j.dump().c_str());
   return 0;

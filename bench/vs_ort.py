@@ -112,7 +112,9 @@ def row(r):
              "%.1f / %.1f" % (d, o),
              "%.2fx (%.2f–%.2f)" % (d / o, min(ratios), max(ratios)),
              # The floor is f32 convolutions: a bf16 forward is not measured against it.
-             "%.2fx" % (d / med(rs, "dermal", "conv_floor_ms")) if r.get("precision", "f32") == "f32" else "–",
+             # (each run's median of forward / floor measured side by side, which the machine's
+             # drift between the separate timings would blur)
+             "%.2fx" % med(rs, "dermal", "forward_over_floor") if r.get("precision", "f32") == "f32" else "–",
              "%.0f / %.0f" % (med(rs, "dermal", "peak_rss_bytes") / MB, med(rs, "ort", "peak_rss_bytes") / MB),
              "%.0f / %.0f + %.0f" % (med(rs, "dermal", "load_ms"), med(rs, "ort", "load_ms"), med(rs, "ort", "first_ms"))]
     return "| " + " | ".join(cells) + " |"
