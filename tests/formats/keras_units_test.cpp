@@ -304,6 +304,28 @@ TEST(KerasModels, SequentialWithoutInputLayer) {
   }
 }
 
+// A nested Sequential called with no inputs (found by fuzz/keras_config) is refused, not a crash.
+TEST(KerasModels, NestedModelCalledWithoutInputsIsRefused) {
+  json input = {{"class_name", "InputLayer"},
+                {"name", "image"},
+                {"config", {{"name", "image"}, {"batch_shape", {nullptr, 8}}}},
+                {"inbound_nodes", json::array()}};
+  json act = {{"class_name", "Activation"}, {"config", {{"name", "act"}, {"activation", "relu"}}}};
+  json inner = {{"class_name", "Sequential"},
+                {"name", "inner"},
+                {"config", {{"name", "inner"}, {"layers", json::array({act})}}},
+                {"inbound_nodes", json::array({{{"args", json::array()}, {"kwargs", json::object()}}})}};
+  json model = {{"class_name", "Functional"},
+                {"config",
+                 {{"name", "outer"},
+                  {"layers", json::array({input, inner})},
+                  {"input_layers", json::array({json::array({"image", 0, 0})})},
+                  {"output_layers", json::array({json::array({"inner", 0, 0})})}}}};
+  const std::string path = zipped_model(model, "outer", "3.6.0");
+  expect_error([&] { formats::load_model(path); }, {ErrorKind::invalid_model}, {"'inner'", "too few inputs"});
+  std::remove(path.c_str());
+}
+
 TEST(KerasLayers, UnsupportedSettingsFailAtLoadNamingTheLayer) {
   auto expect_refused = [](const json& layer, const std::string& what) {
     const std::string path = one_layer_model(layer, "3.6.0");

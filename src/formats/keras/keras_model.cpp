@@ -201,7 +201,10 @@ std::vector<KTensor> ModelWalker::sequential(const json& model, const LayerScope
   const json& layers = layers_of(model);
   const std::vector<std::string> keys = saving_keys(layers);
   std::vector<KTensor> x;
-  if (inputs) x = {inputs->at(0)};
+  if (inputs) {
+    if (inputs->empty()) throw Error(ErrorKind::invalid_model, "Keras model '" + layer_name(model) + "' gets too few inputs");
+    x = {inputs->front()};
+  }
   for (size_t i = 0; i < layers.size(); ++i) {
     const json& layer = layers[i];
     if (class_name(layer) == "InputLayer") {
