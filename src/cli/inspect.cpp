@@ -96,6 +96,7 @@ int run_inspect(const InspectOptions& o) {
                {"folded_nodes", st.folded_nodes},
                {"fused_activations", st.fused_activations},
                {"fused_adds", st.fused_adds},
+               {"residuals_in_place", st.residuals_in_place},
                {"folded_batchnorms", m.folded_batchnorms},
                {"layout_reorders", st.layout_reorders},
                {"precision", engine::precision_name(st.precision)},
@@ -127,9 +128,10 @@ int run_inspect(const InspectOptions& o) {
               mib(g.weight_bytes()).c_str(), m.held_weights);
   std::printf("peak activation bytes    %zu (%s) for batch %d; largest live set %s; without reuse %s\n", st.arena_bytes,
               mib(st.arena_bytes).c_str(), o.batch, mib(st.largest_live_bytes).c_str(), mib(st.all_activation_bytes).c_str());
-  std::printf("kernels                  %d (%d activations and %d residual Adds fused, %d BatchNorms folded, %d nodes folded, "
-              "%d layout reorders)\n",
-              st.steps, st.fused_activations, st.fused_adds, m.folded_batchnorms, st.folded_nodes, st.layout_reorders);
+  std::printf("kernels                  %d (%d activations and %d residual Adds fused, %d of them summed in place, %d BatchNorms "
+              "folded, %d nodes folded, %d layout reorders)\n",
+              st.steps, st.fused_activations, st.fused_adds, st.residuals_in_place, m.folded_batchnorms, st.folded_nodes,
+              st.layout_reorders);
   std::printf("precision                %s", engine::precision_name(st.precision));
   if (st.precision == engine::Precision::bf16) std::printf(" (%zu convolutions in bf16, sums in f32; the rest in f32)", st.bf16_convolutions.size());
   std::printf("%s\n", st.precision_note.empty() ? "" : ("; " + st.precision_note).c_str());

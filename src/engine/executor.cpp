@@ -147,6 +147,7 @@ struct Executor::Impl {
   void pin();
   void pin_backward_region();
   void carry_blocked_layouts();
+  std::vector<int> share_residual_buffers();
   void allocate();
   std::vector<bool> region(const std::vector<int>& from, const std::vector<int>& to, std::vector<bool>* reaches_to) const;
   void check_inputs_set() const;
@@ -548,19 +549,50 @@ void Executor::Impl::carry_blocked_layouts() {
   }
 }
 
+// A kernel that sums the residual into its output (Kernel::sums_into_output) gets the residual's
+// buffer for it where nothing reads the residual later: the result overwrites the residual in
+// place and no copy of it is made. Returns, for each slot, the slot whose buffer it uses.
+std::vector<int> Executor::Impl::share_residual_buffers() {
+  std::vector<int> owner(slots.size());
+  for (size_t id = 0; id < slots.size(); ++id) owner[id] = static_cast<int>(id);
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const Step& step = steps[s];
+    if (!step.kernel->sums_into_output()) continue;
+    const int r = step.in[kResidualInput], y = step.out[0];
+    const Slot &res = slots[r], &out = slots[y];
+    // Not a kept or backward-read residual (pinned), a graph input (set_input's value) or X itself.
+    const bool expires = res.last_reader == static_cast<int>(s) && !res.pinned && res.producer >= 0 && r != step.in[0];
+    if (!expires || res.layout != out.layout || res.info.dtype != out.info.dtype || res.info.shape != out.info.shape) continue;
+    owner[y] = owner[r];  // r may itself live in an earlier residual's buffer
+    ++stats.residuals_in_place;
+  }
+  return owner;
+}
+
 void Executor::Impl::allocate() {
+  const std::vector<int> owner = share_residual_buffers();
+  // One request per buffer, alive from its owner's producer to the last read of any slot in it.
   std::vector<BufferRequest> requests;
-  std::vector<int> ids;
-  for (size_t id = 0; id < slots.size(); ++id) {
-    Slot& s = slots[id];
-    // Constants need no arena; nor do tensors no step produces (a fused convolution's output).
-    if (s.known.defined() || (s.producer < 0 && !s.is_input)) continue;
-    BufferRequest r;
-    r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
-    r.first_step = std::max(s.producer, 0);
-    r.last_step = s.pinned ? BufferRequest::kPinned : std::max(s.last_reader, r.first_step);
-    requests.push_back(r);
-    ids.push_back(static_cast<int>(id));
+  std::vector<int> request_of(slots.size(), -1);
+  for (bool owners : {true, false}) {
+    for (size_t id = 0; id < slots.size(); ++id) {
+      const Slot& s = slots[id];
+      // Constants need no arena; nor do tensors no step produces (a fused convolution's output).
+      if (s.known.defined() || (s.producer < 0 && !s.is_input) || (owner[id] == static_cast<int>(id)) != owners) continue;
+      const int first = std::max(s.producer, 0);
+      const int last = s.pinned ? BufferRequest::kPinned : std::max(s.last_reader, first);
+      if (!owners) {
+        BufferRequest& r = requests[request_of[owner[id]]];
+        r.last_step = std::max(r.last_step, last);
+        continue;
+      }
+      BufferRequest r;
+      r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
+      r.first_step = first;
+      r.last_step = last;
+      request_of[id] = static_cast<int>(requests.size());
+      requests.push_back(r);
+    }
   }
   ArenaPlan plan = plan_arena(requests);
   stats.arena_bytes = plan.arena_bytes;
@@ -569,9 +601,10 @@ void Executor::Impl::allocate() {
   void* memory = std::aligned_alloc(kArenaAlignment, std::max<size_t>(plan.arena_bytes, kArenaAlignment));
   if (!memory) throw Error(ErrorKind::resources, "cannot allocate " + std::to_string(plan.arena_bytes) + " activation bytes");
   arena = std::shared_ptr<void>(memory, std::free);
-  for (size_t k = 0; k < ids.size(); ++k) {
-    Slot& s = slots[ids[k]];
-    s.view = Tensor::view(s.info.dtype, s.info.shape, static_cast<char*>(memory) + plan.offsets[k], s.layout);
+  for (size_t id = 0; id < slots.size(); ++id) {
+    Slot& s = slots[id];
+    if (request_of[owner[id]] < 0) continue;
+    s.view = Tensor::view(s.info.dtype, s.info.shape, static_cast<char*>(memory) + plan.offsets[request_of[owner[id]]], s.layout);
   }
   for (Step& step : steps)
     if (step.scratch >= 0) step.kernel->use_scratch(slots[step.scratch].view.raw());

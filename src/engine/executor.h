@@ -69,6 +69,7 @@ struct PlanStats {
   int folded_nodes = 0;             // nodes computed at plan time
   int fused_activations = 0;
   int fused_adds = 0;               // residual Adds riding on the convolution before them
+  int residuals_in_place = 0;       // of those, summed into the residual's own buffer (no copy)
   int layout_reorders = 0;          // conversion steps: to another layout and/or between f32 and bf16
   Precision precision = Precision::f32;  // what the convolutions run in
   std::string precision_note;       // why not bf16, when it was asked for and the plan runs f32

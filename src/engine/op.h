@@ -105,6 +105,10 @@ class Kernel {
   // carry_blocked says so, once, before scratch_bytes is asked. Backward never sees a blocked tensor.
   virtual bool runs_blocked() const { return false; }
   virtual void carry_blocked(const BlockedIo& /*io*/) {}
+  // Kernels that add the residual (input kResidualInput) by accumulating into output 0's buffer,
+  // which must hold the residual when they start. Where the residual expires at this kernel, the
+  // executor gives output 0 the residual's own buffer; elsewhere the kernel copies it in first.
+  virtual bool sums_into_output() const { return false; }
 };
 
 class Op {

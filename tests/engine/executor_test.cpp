@@ -430,6 +430,48 @@ TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
   EXPECT_EQ(compare(kept.get("logits"), logits[0], 1e-5, 1e-4), "");
 }
 
+// The residual summed into the convolution's output (oneDNN's sum post-op) in the residual's own
+// buffer where nothing reads it afterwards: in an inference plan, add_c's operand cd expires at
+// conv_c, so conv_c's result overwrites it in place; ra, conv_b's own input, cannot be. A kept
+// residual is copied instead and keeps its value. Every plan gives the backward plans' logits,
+// forward after forward.
+TEST(Executor, ResidualsSummedInPlaceWhereTheyExpire) {
+  std::mt19937 rng(31);
+  auto g = residual_cnn(rng);
+  Tensor x = random_tensor({2, 4, 6, 6}, rng);
+  PlanOptions reference_opts;
+  reference_opts.input_shapes["x"] = {2, 4, 6, 6};
+  reference_opts.compute = DType::f64;
+  Executor reference(g, reference_opts);
+  reference.set_input("x", x);
+  reference.forward();
+  const Tensor expected = reference.get("logits");
+
+  PlanOptions opts;
+  opts.input_shapes["x"] = {2, 4, 6, 6};
+  Executor in_place(g, opts);
+  EXPECT_EQ(in_place.stats().fused_adds, 2);
+  EXPECT_EQ(in_place.stats().residuals_in_place, 1);
+  for (int run = 0; run < 2; ++run) {
+    in_place.set_input("x", x);
+    in_place.forward();
+    EXPECT_EQ(compare(in_place.get("logits"), expected, 1e-5, 1e-4), "") << "run " << run;
+  }
+
+  opts.keep = {"cd"};
+  Executor kept(g, opts);
+  EXPECT_EQ(kept.stats().fused_adds, 2);
+  EXPECT_EQ(kept.stats().residuals_in_place, 0);
+  kept.set_input("x", x);
+  kept.forward();
+  EXPECT_EQ(compare(kept.get("logits"), expected, 1e-5, 1e-4), "");
+  reference_opts.keep = {"cd"};
+  Executor reference_kept(g, reference_opts);
+  reference_kept.set_input("x", x);
+  reference_kept.forward();
+  EXPECT_EQ(compare(kept.get("cd"), reference_kept.get("cd"), 1e-5, 1e-4), "") << "the kept residual was overwritten";
+}
+
 // Two residual 3x3 convolutions of 16 and 32 channels, as in a ResNet's first stage.
 std::shared_ptr<Graph> winograd_cnn(std::mt19937& rng) {
   auto g = std::make_shared<Graph>();
