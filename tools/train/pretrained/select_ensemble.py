@@ -9,6 +9,13 @@ probabilities with a "p:" prefix: their logarithm differs from the logits by one
 which softmax ignores). T is the member's card temperature. An ensemble's logit is the equal-weight
 mean of z_i / T_i, as ensemble.py builds it. The score is the one finetune.py selects epochs on:
 HAM10000 balanced accuracy + ISIC 2017 melanoma AUC; the test sets are never read here.
+
+    /usr/bin/python3 select_ensemble.py NAME=DIR[:T] ...
+
+With a folder per member (tta_val.py's OUT_DIR: each view's probabilities at temperature 1, VIEW.npy),
+every figure is the mean over the 8 views of the square's symmetries of that view's figure: the
+same network scores 74-80% on the identity view's 1,006 HAM10000 images depending only on their
+orientation (NOTES.md, fifth session), so the identity view alone ranks candidates by noise.
 """
 
 import argparse
@@ -20,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from extract import items  # noqa: E402
+from tta_val import VIEWS  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from export_onnx import ece, fit_temperature  # noqa: E402
 from finetune import metrics  # noqa: E402
@@ -27,8 +35,8 @@ from finetune import metrics  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("members", nargs="+", help="NAME=[p:]FILE.npy[:T]")
-    ap.add_argument("--combos", default="", help="comma-separated NAME+NAME sets (default: every set of 1 to 3)")
+    ap.add_argument("members", nargs="+", help="NAME=[p:]FILE.npy[:T] or NAME=DIR[:T]")
+    ap.add_argument("--combos", default="", help="comma-separated NAME+NAME sets (default: every set of 1 to 4)")
     args = ap.parse_args()
     val = items({"val"})
     labels = np.array([v[1] for v in val])
@@ -39,22 +47,31 @@ def main():
         probs = spec.startswith("p:")
         spec = spec[2:] if probs else spec
         path, _, t = spec.partition(":")
-        x = np.load(path).astype(np.float64)
-        if len(x) != len(val):
-            sys.exit("%s has %d rows for %d validation images" % (path, len(x), len(val)))
-        z[name] = (np.log(np.clip(x, 1e-12, 1)) if probs else x) / float(t or 1)
+        views = [np.load(os.path.join(path, v + ".npy")) for v in VIEWS] if os.path.isdir(path) else [np.load(path)]
+        for x in views:
+            if len(x) != len(val):
+                sys.exit("%s has %d rows for %d validation images" % (path, len(x), len(val)))
+        z[name] = [(np.log(np.clip(x.astype(np.float64), 1e-12, 1)) if probs or os.path.isdir(path) else x) / float(t or 1)
+                   for x in views]
+    if len({len(v) for v in z.values()}) != 1:
+        sys.exit("give every member as a folder of views, or every member as one file")
     combos = [c.split("+") for c in args.combos.split(",")] if args.combos else [
-        list(c) for k in (1, 2, 3) for c in itertools.combinations(z, k)]
+        list(c) for k in range(1, min(len(z), 4) + 1) for c in itertools.combinations(z, k)]
     rows = []
     for c in combos:
-        zc = np.mean([z[n] for n in c], 0)
-        m = metrics(zc, labels, is_isic, np.zeros(7), alpha=0.0)
-        t, _, _ = fit_temperature(zc, labels)  # the card's temperature, as export.py fits it
-        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m, t, ece(zc, labels, 1.0), ece(zc, labels, t)))
-    for score, name, m, t, e1, et in sorted(rows, reverse=True):
-        print("%-28s score %.4f | HAM bal acc %.4f mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | recalls %s | "
-              "temperature %.3f (ECE %.3f -> %.3f)"
-              % (name, score, m["bal_acc"], m["mel_recall"], m["isic_auc"], m["isic_bal_acc"], m["recalls"], t, e1, et))
+        per_view = [np.mean([z[n][v] for n in c], 0) for v in range(len(z[c[0]]))]
+        ms = [metrics(zc, labels, is_isic, np.zeros(7), alpha=0.0) for zc in per_view]
+        m = {k: float(np.mean([x[k] for x in ms])) for k in ("bal_acc", "mel_recall", "isic_auc", "isic_bal_acc")}
+        m["recalls"] = [round(float(r), 3) for r in np.mean([x["recalls"] for x in ms], 0)]
+        zc = np.concatenate(per_view)  # the card's temperature, as export.py fits it, over every view
+        t, _, _ = fit_temperature(zc, np.tile(labels, len(per_view)))
+        spread = np.std([x["bal_acc"] for x in ms])
+        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m, spread, t,
+                     ece(zc, np.tile(labels, len(per_view)), 1.0), ece(zc, np.tile(labels, len(per_view)), t)))
+    for score, name, m, spread, t, e1, et in sorted(rows, reverse=True):
+        print("%-28s score %.4f | HAM bal acc %.4f (sd over views %.3f) mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | "
+              "recalls %s | temperature %.3f (ECE %.3f -> %.3f)"
+              % (name, score, m["bal_acc"], spread, m["mel_recall"], m["isic_auc"], m["isic_bal_acc"], m["recalls"], t, e1, et))
 
 
 if __name__ == "__main__":
