@@ -379,9 +379,10 @@ std::shared_ptr<Graph> residual_cnn(std::mt19937& rng) {
   return g;
 }
 
-// Residual Adds fused into the convolutions (oneDNN binary post-op) give the unfused f32 plan's
-// and the f64 reference plan's logits, and their gradients, to the input and to a residual
-// operand that a convolution also reads (two gradient paths meet there).
+// Residual Adds fused into the convolutions (oneDNN's sum post-op; backward pins every residual
+// here, so each is copied into the output first) give the unfused f32 plan's and the f64
+// reference plan's logits, and their gradients, to the input and to a residual operand that a
+// convolution also reads (two gradient paths meet there).
 TEST(Executor, FusedResidualAddsMatchTheUnfusedPlans) {
   std::mt19937 rng(31);
   auto g = residual_cnn(rng);

@@ -346,8 +346,8 @@ class DnnlConvKernel : public Kernel {
     if (try_winograd(g, p)) return;
     // The residual as oneDNN's sum post-op (accumulated into dst, which holds it when the
     // convolution starts, in place where the executor can give dst the residual's buffer) where
-    // the strides are 1: oneDNN 2.6 then runs its brgemm kernels, 3-15% faster here on ResNets'
-    // 1x1 and 3x3 shapes than the older ones it picks with a binary post-op. With strides of 2 the
+    // the strides are 1: oneDNN 2.6 then runs its brgemm kernels, as for the bare convolution,
+    // where with a binary post-op it falls back to older, slower ones. With strides of 2 the
     // brgemm 1x1 kernel is slower on some shapes (ResNet-50's 512 -> 1024 shortcut): binary there,
     // which reads the residual from its own buffer.
     sum_residual_ = residual_ && p.residual_dtype == p.y_dtype && g.sh == 1 && g.sw == 1;
