@@ -571,28 +571,27 @@ std::vector<int> Executor::Impl::share_residual_buffers() {
 
 void Executor::Impl::allocate() {
   const std::vector<int> owner = share_residual_buffers();
-  // One request per buffer, alive from its owner's producer to the last read of any slot in it.
+  // Constants need no arena; nor do tensors no step produces (a fused convolution's output).
+  auto in_arena = [](const Slot& s) { return !s.known.defined() && (s.producer >= 0 || s.is_input); };
+  // A buffer lives from its owner's producer to the last read of any slot in it.
+  std::vector<int> last_read(slots.size(), -1);
+  for (size_t id = 0; id < slots.size(); ++id) {
+    const Slot& s = slots[id];
+    if (!in_arena(s)) continue;
+    const int last = s.pinned ? BufferRequest::kPinned : std::max(s.last_reader, std::max(s.producer, 0));
+    last_read[owner[id]] = std::max(last_read[owner[id]], last);
+  }
   std::vector<BufferRequest> requests;
   std::vector<int> request_of(slots.size(), -1);
-  for (bool owners : {true, false}) {
-    for (size_t id = 0; id < slots.size(); ++id) {
-      const Slot& s = slots[id];
-      // Constants need no arena; nor do tensors no step produces (a fused convolution's output).
-      if (s.known.defined() || (s.producer < 0 && !s.is_input) || (owner[id] == static_cast<int>(id)) != owners) continue;
-      const int first = std::max(s.producer, 0);
-      const int last = s.pinned ? BufferRequest::kPinned : std::max(s.last_reader, first);
-      if (!owners) {
-        BufferRequest& r = requests[request_of[owner[id]]];
-        r.last_step = std::max(r.last_step, last);
-        continue;
-      }
-      BufferRequest r;
-      r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
-      r.first_step = first;
-      r.last_step = last;
-      request_of[id] = static_cast<int>(requests.size());
-      requests.push_back(r);
-    }
+  for (size_t id = 0; id < slots.size(); ++id) {
+    const Slot& s = slots[id];
+    if (!in_arena(s) || owner[id] != static_cast<int>(id)) continue;
+    BufferRequest r;
+    r.bytes = static_cast<size_t>(shape_numel(s.info.shape)) * dtype_size(s.info.dtype);
+    r.first_step = std::max(s.producer, 0);
+    r.last_step = last_read[id];
+    request_of[id] = static_cast<int>(requests.size());
+    requests.push_back(r);
   }
   ArenaPlan plan = plan_arena(requests);
   stats.arena_bytes = plan.arena_bytes;

@@ -399,10 +399,12 @@ class DnnlConvKernel : public Kernel {
       b32 = known_bias_.defined() ? known_bias_ : as_f32(in[2]);
       args[DNNL_ARG_BIAS] = dnnl_util::memory(bias_md_, b32.raw());
     }
-    if (sum_residual_ && out[0].raw() != in[kResidualInput].raw())
-      std::memcpy(out[0].raw(), in[kResidualInput].raw(), residual_md_.get_size());  // same dtype and layout
-    else if (residual_ && !sum_residual_)
+    if (sum_residual_) {
+      if (out[0].raw() != in[kResidualInput].raw())  // not given the residual's buffer: copy it in
+        std::memcpy(out[0].raw(), in[kResidualInput].raw(), residual_md_.get_size());  // same dtype and layout
+    } else if (residual_) {
       args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl_util::memory(residual_md_, in[kResidualInput].raw());
+    }
     dnnl_util::execute(fwd_, args);
   }
 

@@ -47,11 +47,12 @@ def main():
         probs = spec.startswith("p:")
         spec = spec[2:] if probs else spec
         path, _, t = spec.partition(":")
-        views = [np.load(os.path.join(path, v + ".npy")) for v in VIEWS] if os.path.isdir(path) else [np.load(path)]
+        folder = os.path.isdir(path)  # tta_val.py's probabilities, one file a view
+        views = [np.load(os.path.join(path, v + ".npy")) for v in VIEWS] if folder else [np.load(path)]
         for x in views:
             if len(x) != len(val):
                 sys.exit("%s has %d rows for %d validation images" % (path, len(x), len(val)))
-        z[name] = [(np.log(np.clip(x.astype(np.float64), 1e-12, 1)) if probs or os.path.isdir(path) else x) / float(t or 1)
+        z[name] = [(np.log(np.clip(x.astype(np.float64), 1e-12, 1)) if probs or folder else x) / float(t or 1)
                    for x in views]
     if len({len(v) for v in z.values()}) != 1:
         sys.exit("give every member as a folder of views, or every member as one file")
@@ -64,10 +65,10 @@ def main():
         m = {k: float(np.mean([x[k] for x in ms])) for k in ("bal_acc", "mel_recall", "isic_auc", "isic_bal_acc")}
         m["recalls"] = [round(float(r), 3) for r in np.mean([x["recalls"] for x in ms], 0)]
         zc = np.concatenate(per_view)  # the card's temperature, as export.py fits it, over every view
-        t, _, _ = fit_temperature(zc, np.tile(labels, len(per_view)))
+        yc = np.tile(labels, len(per_view))
+        t, _, _ = fit_temperature(zc, yc)
         spread = np.std([x["bal_acc"] for x in ms])
-        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m, spread, t,
-                     ece(zc, np.tile(labels, len(per_view)), 1.0), ece(zc, np.tile(labels, len(per_view)), t)))
+        rows.append((m["bal_acc"] + m["isic_auc"], "+".join(c), m, spread, t, ece(zc, yc, 1.0), ece(zc, yc, t)))
     for score, name, m, spread, t, e1, et in sorted(rows, reverse=True):
         print("%-28s score %.4f | HAM bal acc %.4f (sd over views %.3f) mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | "
               "recalls %s | temperature %.3f (ECE %.3f -> %.3f)"
