@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Chooses the bundled ensemble on validation only, from each candidate member's validation logits:
 
-    /usr/bin/python3 select_ensemble.py NAME=VAL_LOGITS.npy[:T] ... [--combos A+B,A+B+C]
+    /usr/bin/python3 select_ensemble.py NAME=VAL_LOGITS.npy[:T] ... [--combos A+B,A+B+C | --max-members 4]
 
 VAL_LOGITS holds one row per validation image in tools/train/pretrained/extract.items({"val"})
 order, prior-corrected (export.py writes them so; for a model's probabilities, pass the .npy of
@@ -36,7 +36,8 @@ from finetune import metrics  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("members", nargs="+", help="NAME=[p:]FILE.npy[:T] or NAME=DIR[:T]")
-    ap.add_argument("--combos", default="", help="comma-separated NAME+NAME sets (default: every set of 1 to 4)")
+    ap.add_argument("--combos", default="", help="comma-separated NAME+NAME sets (default: every set of 1 to --max-members)")
+    ap.add_argument("--max-members", type=int, default=4, help="the largest set tried when --combos is not given")
     args = ap.parse_args()
     val = items({"val"})
     labels = np.array([v[1] for v in val])
@@ -57,7 +58,7 @@ def main():
     if len({len(v) for v in z.values()}) != 1:
         sys.exit("give every member as a folder of views, or every member as one file")
     combos = [c.split("+") for c in args.combos.split(",")] if args.combos else [
-        list(c) for k in range(1, min(len(z), 4) + 1) for c in itertools.combinations(z, k)]
+        list(c) for k in range(1, min(len(z), args.max_members) + 1) for c in itertools.combinations(z, k)]
     rows = []
     for c in combos:
         per_view = [np.mean([z[n][v] for n in c], 0) for v in range(len(z[c[0]]))]
