@@ -16,6 +16,10 @@ With a folder per member (tta_val.py's OUT_DIR: each view's probabilities at tem
 every figure is the mean over the 8 views of the square's symmetries of that view's figure: the
 same network scores 74-80% on the identity view's 1,006 HAM10000 images depending only on their
 orientation (NOTES.md, fifth session), so the identity view alone ranks candidates by noise.
+
+    --agreement             how often each pair of members picks the same top class (first view)
+    --mel-offsets 0,0.2,... each set's melanoma operating point: a constant added to the mel logit
+                            of its average (before any temperature, which the argmax ignores)
 """
 
 import argparse
@@ -30,7 +34,7 @@ from extract import items  # noqa: E402
 from tta_val import VIEWS  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from export_onnx import ece, fit_temperature  # noqa: E402
-from finetune import metrics  # noqa: E402
+from finetune import MEL, metrics  # noqa: E402
 
 
 def main():
@@ -38,7 +42,11 @@ def main():
     ap.add_argument("members", nargs="+", help="NAME=[p:]FILE.npy[:T] or NAME=DIR[:T]")
     ap.add_argument("--combos", default="", help="comma-separated NAME+NAME sets (default: every set of 1 to --max-members)")
     ap.add_argument("--max-members", type=int, default=4, help="the largest set tried when --combos is not given")
+    ap.add_argument("--agreement", action="store_true", help="print the members' pairwise top-class agreement")
+    ap.add_argument("--mel-offsets", default="", help="comma-separated mel logit offsets: print each set's operating points")
     args = ap.parse_args()
+    if args.max_members < 1:
+        ap.error("--max-members must be at least 1")
     val = items({"val"})
     labels = np.array([v[1] for v in val])
     is_isic = np.array([v[2] for v in val])
@@ -74,6 +82,22 @@ def main():
         print("%-28s score %.4f | HAM bal acc %.4f (sd over views %.3f) mel rec %.3f | ISIC AUC %.4f ISIC bal acc %.4f | "
               "recalls %s | temperature %.3f (ECE %.3f -> %.3f)"
               % (name, score, m["bal_acc"], spread, m["mel_recall"], m["isic_auc"], m["isic_bal_acc"], m["recalls"], t, e1, et))
+    if args.agreement:
+        top = {n: v[0].argmax(1) for n, v in z.items()}
+        for a, b in itertools.combinations(z, 2):
+            print("agreement %s / %s: %.3f" % (a, b, np.mean(top[a] == top[b])))
+    if args.mel_offsets:
+        for c in combos:
+            per_view = [np.mean([z[n][v] for n in c], 0) for v in range(len(z[c[0]]))]
+            for offset in (float(o) for o in args.mel_offsets.split(",")):
+                shift = np.zeros(7)
+                shift[MEL] = offset
+                ms = [metrics(zc, labels, is_isic, shift, alpha=1.0) for zc in per_view]
+                flagged = [np.mean((zc + shift)[~is_isic & (labels != MEL)].argmax(1) == MEL) for zc in per_view]
+                isic_mel = [np.mean((zc + shift)[is_isic & (labels == MEL)].argmax(1) == MEL) for zc in per_view]
+                print("%-28s mel offset %+.2f | HAM bal acc %.4f mel rec %.3f non-mel called mel %.3f | ISIC mel rec %.3f"
+                      % ("+".join(c), offset, np.mean([x["bal_acc"] for x in ms]), np.mean([x["mel_recall"] for x in ms]),
+                         np.mean(flagged), np.mean(isic_mel)))
 
 
 if __name__ == "__main__":
