@@ -58,16 +58,19 @@ class Model:
     that is not a skin lesion), "warn" or "off". threads: compute threads (0: every core).
     precision: "f32" or "bf16" for the convolutions (None: the card's, else f32); bf16 runs only on
     CPUs with AVX-512 BF16, f32 elsewhere (the `precision` property says what runs). f32_nodes: in
-    bf16, the convolutions (node names) that stay f32 (None: the card's `f32_nodes`)."""
+    bf16, the convolutions (node names) that stay f32 (None: the card's `f32_nodes`). logit_offsets:
+    the operating point, {code: b} added to the temperature-scaled logits (None: the card's; {}: none),
+    as the CLI's --logit-offsets."""
 
     def __init__(self, path=None, card=None, *, lesion_check="on", threads=0, temperature=None, display_size=1024,
-                 precision=None, f32_nodes=None):
+                 precision=None, f32_nodes=None, logit_offsets=None):
         if precision not in (None, "f32", "bf16"):
             raise ValueError("precision must be 'f32' or 'bf16', got %r" % (precision,))
         path = os.fspath(path) if path is not None else default_model_path()
         self._m = _CoreModel(path, os.fspath(card) if card else "", lesion_check, int(threads),
                              float(temperature or 0), _model_dirs(), int(display_size), precision or "",
-                             None if f32_nodes is None else [str(n) for n in f32_nodes])
+                             None if f32_nodes is None else [str(n) for n in f32_nodes],
+                             None if logit_offsets is None else {str(c): float(b) for c, b in dict(logit_offsets).items()})
 
     name = property(lambda self: self._m.name, doc="The model file's stem, as the API's 'model' field")
     path = property(lambda self: self._m.path)
@@ -75,6 +78,9 @@ class Model:
     input = property(lambda self: self._m.input, doc="{name, width, height, channels, layout}")
     format = property(lambda self: self._m.format, doc="onnx, keras or hdf5")
     precision = property(lambda self: self._m.precision, doc="What the convolutions run in: f32 or bf16")
+    temperature = property(lambda self: self._m.temperature, doc="The softmax temperature the probabilities use")
+    logit_offsets = property(lambda self: self._m.logit_offsets,
+                             doc="The operating point: {code: b} added to the temperature-scaled logits")
 
     def predict(self, image, top_k=3, force=False):
         """The most likely classes: Result with top, probabilities, lesion_check, timings_ms."""

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "engine/dnnl_util.h"
 
@@ -27,6 +29,9 @@ void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
       ->check(CLI::IsMember({"caffe", "tf", "torch", "raw"}));
   app.add_option("--temperature", o.temperature, "Softmax temperature (overrides the card's; 1: uncalibrated)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--logit-offsets", o.logit_offsets,
+                 "The operating point: CODE=NUMBER,... added to the temperature-scaled logits (overrides the card's; "
+                 "none: without it)");
   app.add_option("--precision", o.precision,
                  "Convolutions in f32 or bf16 (about twice as fast on CPUs with AVX-512 BF16; f32 elsewhere); "
                  "default: the card's, else f32")
@@ -45,15 +50,9 @@ void add_model_options(CLI::App& app, ModelOptions& o, bool labels_flag) {
 
 namespace {
 
-std::vector<std::string> parse_labels(const std::string& arg) {
+// "a, b,c" -> {"a", "b", "c"}: cells trimmed, empty ones dropped.
+std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
-  std::string text = arg;
-  if (fs::is_regular_file(arg)) {
-    std::ifstream f(arg);
-    text.assign(std::istreambuf_iterator<char>(f), {});
-    for (char& ch : text)
-      if (ch == '\n') ch = ',';
-  }
   std::string cell;
   for (char ch : text + ",") {
     if (ch == ',') {
@@ -64,6 +63,37 @@ std::vector<std::string> parse_labels(const std::string& arg) {
     } else {
       cell += ch;
     }
+  }
+  return out;
+}
+
+std::vector<std::string> parse_labels(const std::string& arg) {
+  std::string text = arg;
+  if (fs::is_regular_file(arg)) {
+    std::ifstream f(arg);
+    text.assign(std::istreambuf_iterator<char>(f), {});
+    for (char& ch : text)
+      if (ch == '\n') ch = ',';
+  }
+  return split_list(text);
+}
+
+// --logit-offsets: "mel=0.4,bcc=0.1", or "none" for no offsets; "" keeps the card's.
+std::optional<std::vector<std::pair<std::string, double>>> parse_logit_offsets(const std::string& arg) {
+  if (arg.empty()) return std::nullopt;
+  std::vector<std::pair<std::string, double>> out;
+  if (arg == "none") return out;
+  for (const auto& cell : split_list(arg)) {
+    const size_t eq = cell.find('=');
+    const std::string code = cell.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : cell.substr(eq + 1);
+    char* end = nullptr;
+    const double b = std::strtod(value.c_str(), &end);
+    if (code.empty() || value.empty() || *end != '\0' || !std::isfinite(b))
+      throw Error(ErrorKind::invalid_input, "--logit-offsets: '" + cell + "' is not CODE=NUMBER (e.g. mel=0.4, or none)");
+    for (const auto& [seen, unused] : out)
+      if (seen == code) throw Error(ErrorKind::invalid_input, "--logit-offsets names '" + code + "' twice");
+    out.emplace_back(code, b);
   }
   return out;
 }
@@ -104,7 +134,8 @@ std::string model_name(const ModelOptions& o) { return fs::path(model_path(o)).s
 
 std::unique_ptr<explain::Classifier> load_classifier(const ModelOptions& o) {
   if (o.threads > 0) engine::dnnl_util::set_threads(o.threads);
-  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature, o.precision, std::nullopt};
+  formats::CardOverrides overrides{parse_labels(o.labels), o.preprocess, o.temperature, o.precision, std::nullopt,
+                                   parse_logit_offsets(o.logit_offsets)};
   explain::LesionCheckOptions check{explain::parse_lesion_check_mode(o.lesion_check), o.check_file, o.check_threshold,
                                     bundled_model_dirs(), o.fitting_check, o.fit_backbone};
   auto clf = explain::Classifier::load(model_path(o), o.card, overrides, check);

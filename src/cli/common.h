@@ -18,6 +18,7 @@ struct ModelOptions {
   std::string labels;      // --labels: a file with one code per line, or "a,b,c"
   std::string preprocess;  // --preprocess: caffe | tf | torch | raw
   double temperature = 0;  // --temperature: 0 keeps the card's
+  std::string logit_offsets;  // --logit-offsets: "mel=0.4,...", "none"; empty keeps the card's
   std::string precision;   // --precision: f32 | bf16; empty keeps the card's
   std::string lesion_check = "on";  // --lesion-check: on | warn | off
   std::string check_file;           // --check: statistics file (default: <model stem>.check.json)

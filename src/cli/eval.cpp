@@ -108,6 +108,12 @@ std::string pct(double v) {
 
 nlohmann::json number_or_null(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
+nlohmann::json offsets_json(const formats::ModelCard& card) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [code, b] : card.logit_offsets) j[code] = b;
+  return j;
+}
+
 int run_eval(const EvalOptions& o) {
   auto clf = load_classifier(o.model);
   std::vector<Row> rows = read_labels(o.labels, o.split);
@@ -147,7 +153,8 @@ int run_eval(const EvalOptions& o) {
     nlohmann::json j{{"model", clf->card().name}, {"images", r.images}, {"failed", failed},
                      {"accuracy", r.accuracy}, {"balanced_accuracy", number_or_null(r.balanced_accuracy)},
                      {"ece", r.ece}, {"confusion", r.confusion}, {"labels", r.labels},
-                     {"temperature", clf->card().temperature}, {"bootstrap_resamples", o.bootstrap},
+                     {"temperature", clf->card().temperature}, {"logit_offsets", offsets_json(clf->card())},
+                     {"bootstrap_resamples", o.bootstrap},
                      {"ci95", {{"accuracy", interval(ci.accuracy)}, {"balanced_accuracy", interval(ci.balanced_accuracy)},
                                {"ece", interval(ci.ece)}}}};
     for (size_t c = 0; c < r.labels.size(); ++c) {
@@ -172,6 +179,7 @@ int run_eval(const EvalOptions& o) {
     return with_ci ? "[" + fixed3(i.low) + ", " + fixed3(i.high) + "]" : std::string();
   };
   std::printf("temperature         %.4g%s\n", clf->card().temperature, with_ci ? "   (95% bootstrap intervals in brackets)" : "");
+  for (const auto& [code, b] : clf->card().logit_offsets) std::printf("logit offset        %s %+.4g\n", code.c_str(), b);
   std::printf("accuracy            %s%s\nbalanced accuracy   %s%s\nECE (15 bins)       %.3f%s\n\n", pct(r.accuracy).c_str(),
               pct_ci(ci.accuracy).c_str(), pct(r.balanced_accuracy).c_str(), pct_ci(ci.balanced_accuracy).c_str(), r.ece,
               with_ci ? ("  " + fixed3_ci(ci.ece)).c_str() : "");

@@ -151,6 +151,7 @@ std::unique_ptr<Classifier> Classifier::load(const std::string& model_path, cons
   }
   const Shape& logits = c->plans_->predict->info(c->model_.logits).shape;
   formats::fit_labels(c->card_, logits.empty() ? 1 : logits.back());
+  c->logit_offsets_ = formats::logit_offsets_by_label(c->card_);
   c->resolve_layer(c->card_.explain_layer);  // a bad default layer fails at load, not on first use
   // The statistics must fit this model: as many channels as they hold, in [N,C,H,W] layers.
   if (c->check_)
@@ -259,7 +260,7 @@ Prediction Classifier::to_prediction(const Tensor& logits_tensor) const {
   if (p.logits.size() != card_.labels.size())
     throw Error(ErrorKind::internal, "the model gave " + std::to_string(p.logits.size()) + " logits for " +
                                          std::to_string(card_.labels.size()) + " labels");
-  p.probabilities = softmax(p.logits, card_.temperature);
+  p.probabilities = softmax(p.logits, card_.temperature, logit_offsets_);
   for (size_t i = 0; i < p.logits.size(); ++i) {
     const auto& label = card_.labels[i];
     p.ranked.push_back({static_cast<int>(i), label.code, label.name, label.malignant, p.probabilities[i], p.logits[i]});

@@ -47,7 +47,7 @@ struct ClassScore {
 
 struct Prediction {
   std::vector<double> logits;
-  std::vector<double> probabilities;  // softmax(logits / temperature), in label order
+  std::vector<double> probabilities;  // softmax(logits / temperature + the card's logit offsets), in label order
   std::vector<ClassScore> ranked;     // every class, most probable first
   LesionCheckResult lesion_check;     // is this a skin-lesion image at all? (front ends withhold
                                       // the diagnosis when lesion_check.withholds_diagnosis())
@@ -160,6 +160,7 @@ class Classifier {
 
   formats::LoadedModel model_;
   formats::ModelCard card_;
+  std::vector<double> logit_offsets_;  // the card's, in label order
   vision::DecodeLimits limits_;
   int working_side_ = kDefaultWorkingSide;
   std::optional<LesionCheckStats> check_;

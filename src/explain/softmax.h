@@ -1,5 +1,6 @@
-// softmax(logits / temperature), computed from the largest logit so that exp never overflows:
-// the class probabilities the classifier reports and the class scores Score-CAM weighs by.
+// softmax(logits / temperature + offsets), computed from the largest term so that exp never
+// overflows: the class probabilities the classifier reports (offsets: the card's operating point,
+// empty for none) and the class scores Score-CAM weighs by (the model's own: T = 1, no offsets).
 #pragma once
 
 #include <algorithm>
@@ -8,14 +9,16 @@
 
 namespace dermal::explain {
 
-inline std::vector<double> softmax(const std::vector<double>& logits, double temperature = 1.0) {
+inline std::vector<double> softmax(const std::vector<double>& logits, double temperature = 1.0,
+                                   const std::vector<double>& offsets = {}) {
   std::vector<double> p;
-  if (logits.empty()) return p;
-  const double top = *std::max_element(logits.begin(), logits.end());
+  for (size_t i = 0; i < logits.size(); ++i) p.push_back(logits[i] / temperature + (i < offsets.size() ? offsets[i] : 0.0));
+  if (p.empty()) return p;
+  const double top = *std::max_element(p.begin(), p.end());
   double sum = 0;
-  for (double l : logits) {
-    p.push_back(std::exp((l - top) / temperature));
-    sum += p.back();
+  for (double& v : p) {
+    v = std::exp(v - top);
+    sum += v;
   }
   for (double& v : p) v /= sum;
   return p;

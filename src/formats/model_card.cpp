@@ -142,6 +142,15 @@ ModelCard card_from_json(const json& j, const std::string& source) {
   }
   card.temperature = j.value("temperature", 1.0);
   if (!(card.temperature > 0) || !std::isfinite(card.temperature)) bad_card(source, "temperature must be a positive number");
+  if (j.contains("logit_offsets")) {
+    const json& offsets = j["logit_offsets"];
+    if (!offsets.is_object()) bad_card(source, "logit_offsets must be an object of class code: number");
+    for (const auto& [code, b] : offsets.items()) {
+      if (!b.is_number() || !std::isfinite(b.get<double>()))
+        bad_card(source, "logit_offsets['" + code + "'] must be a finite number");
+      card.logit_offsets.emplace_back(code, b.get<double>());
+    }
+  }
   card.precision = j.value("precision", card.precision);
   if (card.precision != "f32" && card.precision != "bf16") bad_card(source, "precision must be f32 or bf16");
   if (j.contains("f32_nodes")) {
@@ -189,6 +198,10 @@ void apply_overrides(ModelCard& card, const CardOverrides& o) {
   if (o.f32_nodes) {
     card.f32_nodes = *o.f32_nodes;
     card.source += " + f32_nodes";
+  }
+  if (o.logit_offsets) {
+    card.logit_offsets = *o.logit_offsets;
+    card.source += " + --logit-offsets";
   }
 }
 
@@ -247,6 +260,22 @@ void fit_labels(ModelCard& card, int64_t classes) {
     bad_card(card.source, "lists " + std::to_string(card.labels.size()) + " labels but the model outputs " +
                               std::to_string(classes) + " classes");
   }
+  logit_offsets_by_label(card);  // names only the card's labels
+}
+
+std::vector<double> logit_offsets_by_label(const ModelCard& card) {
+  std::vector<double> by_label(card.labels.size(), 0.0);
+  for (const auto& [code, b] : card.logit_offsets) {
+    auto it = std::find_if(card.labels.begin(), card.labels.end(), [&](const LabelInfo& l) { return l.code == code; });
+    if (it == card.labels.end()) {
+      std::string codes;
+      for (const auto& l : card.labels) codes += (codes.empty() ? "" : ", ") + l.code;
+      bad_card(card.source, "logit_offsets names '" + code + "', which is not one of its labels (" + codes + ")");
+    }
+    if (!std::isfinite(b)) bad_card(card.source, "logit_offsets['" + code + "'] must be a finite number");
+    by_label[it - card.labels.begin()] = b;
+  }
+  return by_label;
 }
 
 ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& model, const CardOverrides& overrides) {

@@ -16,6 +16,10 @@
 //     x = (pixel * scale - mean) / std, per channel
 //   explain: {layer: "auto" | tensor or node name}
 //   temperature: softmax temperature (probabilities = softmax(logits / T))
+//   logit_offsets: {code: b}: the card's operating point, added to the temperature-scaled logits
+//     (probabilities = softmax(logits / T + b)). An offset b multiplies that class's odds by e^b,
+//     as a prior shift would: {"mel": 0.4} flags melanoma more readily, for a stated recall fitted
+//     on validation data. Codes must be the card's labels; classes not named get 0.
 //   precision: "f32" (default) or "bf16": the convolutions' precision (engine::Precision), for a
 //     model whose bf16 agreement with f32 has been measured (bench/bf16_agreement.py)
 //   f32_nodes: [node names]: in bf16, these convolutions stay f32 (tools/bf16_calibrate.py)
@@ -60,6 +64,7 @@ struct ModelCard {
   PreprocessSpec preprocess;
   std::string explain_layer = "auto";
   double temperature = 1.0;
+  std::vector<std::pair<std::string, double>> logit_offsets;  // code -> offset, as the card lists them
   std::string precision = "f32";  // f32 | bf16
   std::vector<std::string> f32_nodes;  // engine::PlanOptions::f32_nodes
   std::string metrics_json;  // as written in the card, for display
@@ -73,6 +78,8 @@ struct CardOverrides {
   double temperature = 0;           // > 0: replaces the card's (e.g. 1 to see the uncalibrated model)
   std::string precision;            // f32 | bf16; empty keeps the card's
   std::optional<std::vector<std::string>> f32_nodes;  // replaces the card's when set
+  // Replaces the card's when set (empty: none, to see the model without its operating point).
+  std::optional<std::vector<std::pair<std::string, double>>> logit_offsets;
 };
 
 // Parses card JSON; `source` names it in error messages.
@@ -89,6 +96,9 @@ ModelCard load_model_card_file(const std::string& card_path, const LoadedModel& 
                                const CardOverrides& overrides = {});
 // Checks the labels against the number of logits (an error when they differ), or names the
 // classes class_0... when the card gave none.
+// Then checks that logit_offsets names only the card's labels.
 void fit_labels(ModelCard& card, int64_t classes);
+// The card's logit offsets in label order (0 for a class it does not name).
+std::vector<double> logit_offsets_by_label(const ModelCard& card);
 
 }  // namespace dermal::formats

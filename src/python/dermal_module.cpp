@@ -20,6 +20,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -103,7 +104,8 @@ class Model {
  public:
   Model(const std::string& path, const std::string& card, const std::string& lesion_check, int threads, double temperature,
         const std::vector<std::string>& backbone_dirs, int display_size, const std::string& precision,
-        const std::optional<std::vector<std::string>>& f32_nodes) {
+        const std::optional<std::vector<std::string>>& f32_nodes,
+        const std::optional<std::map<std::string, double>>& logit_offsets) {
     if (threads > 0) engine::dnnl_util::set_threads(threads);
     explain::LesionCheckOptions check;
     check.mode = explain::parse_lesion_check_mode(lesion_check);
@@ -112,6 +114,7 @@ class Model {
     overrides.temperature = temperature;
     overrides.precision = precision;
     overrides.f32_nodes = f32_nodes;
+    if (logit_offsets) overrides.logit_offsets.emplace(logit_offsets->begin(), logit_offsets->end());
     py::gil_scoped_release unlocked;
     clf_ = explain::Classifier::load(path, card, overrides, check);
     clf_->set_working_side(display_size);
@@ -198,6 +201,10 @@ class Model {
   }
   std::string format() const { return clf_->model().format; }
   double temperature() const { return clf_->card().temperature; }
+  std::map<std::string, double> logit_offsets() const {
+    const auto& o = clf_->card().logit_offsets;
+    return {o.begin(), o.end()};
+  }
   // What the convolutions run in ("f32" or "bf16"): bf16 asked for on a CPU without it runs f32.
   std::string precision() const { return clf_->precision().running; }
 
@@ -275,11 +282,12 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Model>(m, "Model")
       .def(py::init<const std::string&, const std::string&, const std::string&, int, double, const std::vector<std::string>&,
-                    int, const std::string&, const std::optional<std::vector<std::string>>&>(),
+                    int, const std::string&, const std::optional<std::vector<std::string>>&,
+                    const std::optional<std::map<std::string, double>>&>(),
            py::arg("path"), py::arg("card") = "", py::arg("lesion_check") = "on", py::arg("threads") = 0,
            py::arg("temperature") = 0.0, py::arg("backbone_dirs") = std::vector<std::string>{},
            py::arg("display_size") = dermal::explain::Classifier::kDefaultWorkingSide, py::arg("precision") = "",
-           py::arg("f32_nodes") = py::none())
+           py::arg("f32_nodes") = py::none(), py::arg("logit_offsets") = py::none())
       .def("predict", &Model::predict, py::arg("image"), py::arg("top_k") = 3, py::arg("force") = false,
            py::arg("explain") = false, py::arg("method") = "gradcam", py::arg("target") = "top", py::arg("layer") = "auto",
            py::arg("aug_smooth") = false)
@@ -293,6 +301,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("input", &Model::input)
       .def_property_readonly("format", &Model::format)
       .def_property_readonly("temperature", &Model::temperature)
+      .def_property_readonly("logit_offsets", &Model::logit_offsets)
       .def_property_readonly("precision", &Model::precision);
   m.def("memory_status", &dermal::python::memory_status, "The process's resident memory in MiB (rss_mb, peak_rss_mb)");
   m.def("set_threads", [](int n) { dermal::engine::dnnl_util::set_threads(n); }, py::arg("threads"),

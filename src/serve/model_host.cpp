@@ -50,6 +50,8 @@ explain::Classifier& ModelHost::get() {
   s.format = c->model().format;
   s.producer = c->model().producer;
   s.explain_layer = c->resolve_layer(card.explain_layer);
+  s.temperature = card.temperature;
+  s.logit_offsets = card.logit_offsets;
   s.weight_bytes = c->model().graph->weight_bytes();
   s.planned_activation_bytes = c->planned_activation_bytes();
   s.precision = c->precision();

@@ -27,6 +27,8 @@ class ModelHost {
     std::string input_name, layout;  // "nchw" | "nhwc"
     int input_width = 0, input_height = 0, input_channels = 3;
     std::string format, producer, explain_layer;
+    double temperature = 1;
+    std::vector<std::pair<std::string, double>> logit_offsets;  // the card's operating point
     size_t weight_bytes = 0, planned_activation_bytes = 0;
     explain::PrecisionStatus precision;
     nlohmann::json lesion_check;  // mode, whether statistics are loaded, their file, threshold, size

@@ -33,6 +33,10 @@ void health(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   if (s.loaded) {
     j["model"]["format"] = s.format;
     j["model"]["explain_layer"] = s.explain_layer;
+    // How logits become the probabilities it reports: softmax(logits / T + offsets).
+    j["model"]["temperature"] = s.temperature;
+    j["model"]["logit_offsets"] = nlohmann::json::object();
+    for (const auto& [code, b] : s.logit_offsets) j["model"]["logit_offsets"][code] = b;
     // What runs: bf16 asked for on a CPU without it runs f32, and says why. Grad-CAM's backward is
     // f32 either way.
     j["model"]["precision"] = {{"asked", s.precision.asked},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +51,30 @@ TEST(Cli, PredictJsonLines) {
     ++n;
   }
   EXPECT_EQ(n, 2);
+}
+
+// The operating point (a card's logit_offsets, here --logit-offsets) is a prior shift (Saerens et
+// al., 2002): an offset b on mel multiplies melanoma's odds against every other class by e^b and
+// leaves the odds among the others as they were.
+TEST(Cli, LogitOffsetsShiftOneClassesOdds) {
+  auto probabilities = [](const std::string& offsets) {
+    CliRun r = dermal("predict --json --lesion-check off --logit-offsets " + offsets + " " + kImages + "ISIC_0024306.jpg");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(r.out)["probabilities"];
+  };
+  const nlohmann::json p = probabilities("none"), q = probabilities("mel=0.7");
+  const double nv = p["nv"].get<double>(), nv_q = q["nv"].get<double>();
+  EXPECT_NEAR((q["mel"].get<double>() / nv_q) / (p["mel"].get<double>() / nv), std::exp(0.7), 1e-4);
+  for (const char* code : {"akiec", "bcc", "bkl", "df", "vasc"})
+    EXPECT_NEAR((q[code].get<double>() / nv_q) / (p[code].get<double>() / nv), 1.0, 1e-4) << code;
+  EXPECT_GT(q["mel"].get<double>(), p["mel"].get<double>());
+
+  CliRun r = dermal("predict --logit-offsets mel=high " + kImages + "ISIC_0024306.jpg");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("--logit-offsets: 'mel=high' is not CODE=NUMBER"), std::string::npos) << r.out;
+  r = dermal("predict --logit-offsets melanoma=1 " + kImages + "ISIC_0024306.jpg");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("logit_offsets names 'melanoma', which is not one of its labels"), std::string::npos) << r.out;
 }
 
 // inspect: the plan's figures, and with --profile every kernel's time, slowest first.

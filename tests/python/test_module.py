@@ -84,6 +84,18 @@ class Module(unittest.TestCase):
         with self.assertRaisesRegex(dermal.InvalidModel, "f32_nodes names 'no such conv', which is no node of the model"):
             dermal.Model(precision="bf16", f32_nodes=["no such conv"])
 
+    def test_logit_offsets_match_the_cli(self):
+        # logit_offsets= is the CLI's --logit-offsets: the same probabilities; {} is "none".
+        m = dermal.Model(logit_offsets={"mel": 0.7}, lesion_check="off")
+        self.assertEqual(m.logit_offsets, {"mel": 0.7})
+        self.assertEqual(dermal.Model(logit_offsets={}).logit_offsets, {})
+        cli = cli_json("predict", "--logit-offsets", "mel=0.7", "--lesion-check", "off", IMAGES[0])[0]
+        r = m.predict(read(IMAGES[0]))
+        for code, p in cli["probabilities"].items():
+            self.assertAlmostEqual(r.probabilities[code], p, delta=1e-6)
+        with self.assertRaisesRegex(dermal.InvalidModel, "logit_offsets names 'melanoma'"):
+            dermal.Model(logit_offsets={"melanoma": 1.0})
+
     def test_explain_matches_the_cli(self):
         path = IMAGES[1]
         for method, target in (("gradcam", "top"), ("gradcam++", "mel")):

@@ -61,6 +61,8 @@ TEST(Lifecycle, LazyLoadingLoadsOnTheFirstRequestThatNeedsIt) {
   EXPECT_EQ(loaded["model"]["precision"]["asked"], "f32");  // the bundled card says nothing: f32
   EXPECT_EQ(loaded["model"]["precision"]["running"], "f32");
   EXPECT_EQ(loaded["model"]["precision"]["note"], nullptr);
+  EXPECT_DOUBLE_EQ(loaded["model"]["temperature"].get<double>(), 0.886);  // the bundled card's
+  EXPECT_EQ(loaded["model"]["logit_offsets"], nlohmann::json::object());  // it ships none
   EXPECT_EQ(json_of(cl.Get("/v2/health/ready"))["model_loaded"], true);
   EXPECT_EQ(cl.Get("/v2/models/" + kBundledModelName + "/ready")->status, 200);
   EXPECT_GT(json_of(cl.Get("/memory-status"))["memory"]["model_weight_bytes"].get<size_t>(), 0u);
