@@ -265,7 +265,9 @@ void fit_labels(ModelCard& card, int64_t classes) {
 
 std::vector<double> logit_offsets_by_label(const ModelCard& card) {
   std::vector<double> by_label(card.labels.size(), 0.0);
-  for (const auto& [code, b] : card.logit_offsets) {
+  for (const auto& offset : card.logit_offsets) {
+    const std::string& code = offset.first;
+    const double b = offset.second;
     auto it = std::find_if(card.labels.begin(), card.labels.end(), [&](const LabelInfo& l) { return l.code == code; });
     if (it == card.labels.end()) {
       std::string codes;
